@@ -1,0 +1,56 @@
+# trading_nb: the two commands are `make run` (set up, then the main job) and `make test`.
+SHELL := /bin/bash
+VENV  := .venv
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.trading_nb-installed
+
+.PHONY: setup run test nbtest pytest lab docs docs-check export clean-nbs bench help
+help:
+	@echo "make run    set up .venv (Python 3.12) and run the main job on the bundled S&P 500 data"
+	@echo "make test   set up .venv and run every test (nbdev_test on the notebooks, then pytest)"
+	@echo "make lab    open JupyterLab on nbs/"
+	@echo "make docs   build the docs site with Quarto (explains how to get Quarto if it is missing)"
+
+# Idempotent: the stamp is newer than the files that decide what is installed, so a second run is instant.
+setup: $(STAMP)
+$(STAMP): settings.ini setup.py pyproject.toml
+	@set -e; py=$$(tools/find-python); \
+	if [ -x $(BIN)/python ] && ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] < (3, 12))'; then \
+	  echo "$(VENV) has an old Python; recreating it"; rm -rf $(VENV); fi; \
+	[ -x $(BIN)/python ] || { echo "creating $(VENV) with $$py"; "$$py" -m venv $(VENV); }; \
+	$(BIN)/python -m pip install --quiet --upgrade pip; \
+	$(BIN)/python -m pip install --quiet -e ".[dev]"; \
+	$(BIN)/python -m pip check
+	@touch $(STAMP)
+	@echo "$(VENV) is ready: $$($(BIN)/python --version), $$($(BIN)/python -c 'import torch; print("torch", torch.__version__)')"
+
+run: setup
+	$(BIN)/trading-nb run
+
+nbtest: setup
+	$(BIN)/nbdev_test --do_print --timing
+
+pytest: setup
+	$(BIN)/python -m pytest -q tests
+
+test: setup
+	$(BIN)/nbdev_test --timing
+	$(BIN)/python -m pytest -q tests
+
+lab: setup
+	$(BIN)/jupyter lab nbs
+
+export: setup
+	$(BIN)/nbdev_export
+	$(BIN)/nbdev_clean
+
+docs: setup
+	@if command -v quarto >/dev/null 2>&1; then $(BIN)/nbdev_docs; else \
+	  echo "Quarto is not installed, and nbdev_docs needs it to build the site."; \
+	  echo "Install it from https://quarto.org/docs/get-started/ (a .deb/.pkg/.msi, or 'brew install quarto'),"; \
+	  echo "then run 'make docs' again; the site is written to _docs/."; \
+	  echo "Meanwhile 'make docs-check' runs the notebook processing that the docs build does (no Quarto needed)."; \
+	  exit 1; fi
+
+docs-check: setup
+	$(BIN)/python -m pytest -q tests/test_docs.py
