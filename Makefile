@@ -25,7 +25,7 @@ $(STAMP): settings.ini setup.py pyproject.toml
 	@echo "$(VENV) is ready: $$($(BIN)/python --version), $$($(BIN)/python -c 'import torch; print("torch", torch.__version__)')"
 
 run: setup
-	$(BIN)/trading-nb run
+	$(BIN)/trading-nb summary --data sp500
 
 nbtest: setup
 	$(BIN)/nbdev_test --do_print --timing
