@@ -18,8 +18,9 @@ $(STAMP): settings.ini setup.py pyproject.toml
 	if [ -x $(BIN)/python ] && ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] < (3, 12))'; then \
 	  echo "$(VENV) has an old Python; recreating it"; rm -rf $(VENV); fi; \
 	[ -x $(BIN)/python ] || { echo "creating $(VENV) with $$py"; "$$py" -m venv $(VENV); }; \
-	$(BIN)/python -m pip install --quiet --upgrade pip; \
-	$(BIN)/python -m pip install --quiet -e ".[dev]"; \
+	set -o pipefail; quiet() { grep -v -e '^WARNING: Location' -e '^ *$$' || true; }; \
+	$(BIN)/python -m pip install --quiet --upgrade pip 2>&1 | quiet; \
+	$(BIN)/python -m pip install --quiet -e ".[dev]" 2>&1 | quiet; \
 	$(BIN)/python -m pip check
 	@touch $(STAMP)
 	@echo "$(VENV) is ready: $$($(BIN)/python --version), $$($(BIN)/python -c 'import torch; print("torch", torch.__version__)')"

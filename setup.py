@@ -9,9 +9,9 @@ config = ConfigParser(delimiters=['='])
 config.read('settings.ini', encoding='utf-8')
 cfg = config['DEFAULT']
 
-licenses = {'apache2': ('Apache Software License 2.0', 'OSI Approved :: Apache Software License')}
+licenses = {'apache2': 'Apache-2.0'}   # SPDX expressions (setuptools >= 77 deprecates licence classifiers)
 statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Production/Stable', '6 - Mature', '7 - Inactive']
-lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
+lic = licenses.get(cfg['license'].lower(), cfg['license'])
 min_python = cfg['min_python']
 
 requirements = shlex.split(cfg.get('requirements', ''))
@@ -23,18 +23,19 @@ setuptools.setup(
     description=cfg['description'],
     author=cfg['author'],
     author_email=cfg['author_email'],
-    license=lic[0],
+    license=lic,
     keywords=cfg['keywords'],
     classifiers=[
         'Development Status :: ' + statuses[int(cfg['status'])],
         'Intended Audience :: ' + cfg['audience'].title(),
         'Natural Language :: ' + cfg['language'].title(),
         'Programming Language :: Python :: ' + min_python,
-    ] + (['License :: ' + lic[1]] if lic[1] else []),
+    ],
     url=cfg['git_url'],
-    packages=setuptools.find_packages(include=['trading_nb', 'trading_nb.*']),
-    # The bundled market data: `trading_nb/sample_data` is a symlink to the top-level `data/` folder.
-    package_data={'trading_nb': ['sample_data/*.csv', 'sample_data/*.md', 'sample_data/LICENSE*']},
+    # The bundled market data: `trading_nb/sample_data` is a symlink to the top-level `data/` folder,
+    # shipped as a data-only package so `load_sample` works from a wheel as well as from a checkout.
+    packages=setuptools.find_packages(include=['trading_nb', 'trading_nb.*']) + ['trading_nb.sample_data'],
+    package_data={'trading_nb.sample_data': ['*.csv', '*.md', '*.txt']},
     include_package_data=True,
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
