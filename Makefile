@@ -10,6 +10,7 @@ help:
 	@echo "make test   set up .venv and run every test (nbdev_test on the notebooks, then pytest)"
 	@echo "make lab    open JupyterLab on nbs/"
 	@echo "make docs   build the docs site with Quarto (explains how to get Quarto if it is missing)"
+	@echo "make bench  run the benchmark suite; writes bench/results.md and bench/results.json"
 
 # Idempotent: the stamp is newer than the files that decide what is installed, so a second run is instant.
 setup: $(STAMP)
@@ -27,6 +28,7 @@ $(STAMP): settings.ini setup.py pyproject.toml
 
 run: setup
 	$(BIN)/trading-nb summary --data sp500
+	$(BIN)/trading-nb train --data sp500 --out runs/sp500
 
 nbtest: setup
 	$(BIN)/nbdev_test --do_print --timing
@@ -52,6 +54,9 @@ docs: setup
 	  echo "then run 'make docs' again; the site is written to _docs/."; \
 	  echo "Meanwhile 'make docs-check' runs the notebook processing that the docs build does (no Quarto needed)."; \
 	  exit 1; fi
+
+bench: setup
+	$(BIN)/python bench/run.py
 
 docs-check: setup
 	$(BIN)/python -m pytest -q tests/test_docs.py
