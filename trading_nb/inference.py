@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_inference.ipynb #e047df07
 from __future__ import annotations
-import asyncio, hashlib, inspect, json, math, os, pickle, tempfile, warnings
+import asyncio, hashlib, inspect, json, math, os, pickle, warnings
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import asdict, is_dataclass
@@ -19,6 +19,7 @@ from fastcore.basics import patch
 from .data import DataError, OHLCV_COLS, bar_spacing, load_ohlcv
 from .features import calculate_price_features, calculate_technical_features, feature_columns, make_features, normalize_features, warmup_bars
 from .model import ModelConfig, TradingModel
+from .train import save_atomic
 
 # %% auto #0
 __all__ = ['FORMAT', 'TRAINING_FORMAT', 'ModelFileError', 'export_model', 'InferenceModel', 'setup_inference', 'check_data',
@@ -96,18 +97,6 @@ def _manifest(model: nn.Module, dataset, provenance: dict) -> dict:
                        task=dataset.task, flat_band=dataset.flat_band, class_names=dataset.class_names,
                        warmup=warmup_bars(dataset.indicators), provenance=provenance), 'manifest')
 
-def _save_atomic(obj: dict, path: Path):
-    "`torch.save` into a temporary file in `path`'s folder, flushed to disk, then renamed over `path`"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.unlink(tmp)
-
 def export_model(
     model: nn.Module,                  # a trained `TradingModel` (with `.config`)
     path: str | Path,                  # file to write (conventionally `model.pt`)
@@ -123,7 +112,7 @@ def export_model(
     state = {k: v.detach().to('cpu', copy=True) for k, v in model.state_dict().items()}
     ck = dict(format=FORMAT, config=config, manifest=manifest, state_dict=state, sha256=_digest(config, manifest, state))
     path = Path(path)
-    _save_atomic(ck, path)
+    save_atomic(ck, path)
     return path
 
 # %% ../nbs/07_inference.ipynb #9367d01b

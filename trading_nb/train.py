@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #ffccc4e5
 from __future__ import annotations
-import functools, math, os, random, time
+import functools, math, os, random, tempfile, time
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Callable
@@ -174,15 +174,18 @@ def validate(model: nn.Module, val_loader, device: torch.device, criterion: nn.M
 CHECKPOINT_FORMAT = 'trading_nb.train/1'
 
 def save_atomic(obj: dict, path: str | Path):
-    "`torch.save` to a temporary file in the same folder, then rename: a crash never leaves half a file"
+    "`torch.save` into a temporary file in `path`'s folder, flushed to disk, then renamed over `path`: a crash never leaves half a file"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
-        torch.save(obj, tmp)
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+            f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)   # mkstemp makes the file private; a checkpoint is an ordinary file
         os.replace(tmp, path)
     finally:
-        if tmp.exists(): tmp.unlink()
+        if os.path.exists(tmp): os.unlink(tmp)
 
 def _config(model) -> dict:
     cfg = getattr(model, 'config', None)
