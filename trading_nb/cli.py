@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_cli.ipynb #906c3bb2
 from __future__ import annotations
-import argparse, asyncio, concurrent.futures, json, math, sys, time
+import argparse, json, math, sys, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -183,16 +183,10 @@ def cmd_predict(a) -> int:
     _write(predict(im, _data(a.data)[0]), a.out)
     return 0
 
-def _run(coro):
-    "Run a coroutine to the end, also from inside a running event loop (a notebook): then in a worker thread"
-    try: asyncio.get_running_loop()
-    except RuntimeError: return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool: return pool.submit(asyncio.run, coro).result()
-
 def cmd_replay(a) -> int:
-    from trading_nb.inference import areplay, setup_inference
+    from trading_nb.inference import replay, setup_inference
     im = setup_inference(a.model, device=None if a.device == 'auto' else a.device)
-    out = _run(areplay(im, _data(a.data)[0]))
+    out = replay(im, _data(a.data)[0])
     for date, reason in out.attrs.get('rejected', []): print(f"rejected bar {date}: {reason}", file=sys.stderr)
     _write(out, a.out)
     return 0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_inference.ipynb #e047df07
 from __future__ import annotations
-import asyncio, hashlib, inspect, json, math, os, pickle, warnings
+import asyncio, concurrent.futures, hashlib, inspect, json, math, os, pickle, warnings
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import asdict, is_dataclass
@@ -456,5 +456,8 @@ def replay(
     threshold: float = 0.5,      # long when `p_up` is above it
     on_mismatch: str = 'error',  # bar spacing unlike the training data's: 'error' or 'warn'
 ) -> pd.DataFrame:
-    "`areplay` for code outside an event loop (scripts, the command line)"
-    return asyncio.run(areplay(model, data, threshold, on_mismatch))
+    "`areplay` from synchronous code: scripts, the command line, and a notebook (whose running loop gets a worker thread)"
+    coro = areplay(model, data, threshold, on_mismatch)
+    try: asyncio.get_running_loop()
+    except RuntimeError: return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool: return pool.submit(asyncio.run, coro).result()
