@@ -155,7 +155,8 @@ def last_bar_features(
     ds,   # a `TradingDataset` (windows `(n, lookback, channels)`, `feature_names`, `indicator_names`)
 ) -> np.ndarray:
     "Normalised features at each window's last bar, `(n, n_features)`: the last sequence row plus any indicator not in it"
-    if hasattr(ds, 'windows'): seq_last, ind = ds.windows[:, -1, :], getattr(ds, '_ind', None)
+    if hasattr(ds, 'matrix') and hasattr(ds, 'last'): seq_last, ind = ds.matrix[ds.last], getattr(ds, '_ind', None)   # a window's last row, for series and panels
+    elif hasattr(ds, 'windows'): seq_last, ind = ds.windows[:, -1, :], getattr(ds, '_ind', None)
     else:
         b = ds.__getitems__(list(range(len(ds))))
         seq_last, ind = b['sequence'][:, -1, :], b['indicators']
