@@ -19,17 +19,11 @@ ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--d
         '--disable-sync', '--no-first-run', '--disable-default-apps', '--disable-extensions']
 TIMEOUT_MS = 60_000   # the longest any one browser step may wait
 
-# Console errors that are not failures, each for a stated reason (matched against the message text).
-HARMLESS = {
-    # Chromium asks every site for /favicon.ico; neither Sphinx nor http.server serve one.
-    'favicon': re.compile(r'favicon\.ico'),
-}
-# JupyterLab's own chatter in a fresh, offline profile: not what these tests check, nor a fault of the explorer.
-HARMLESS_LAB = {
-    **HARMLESS,
-    # The server has no internet: the extension manager's and the news' fetches of PyPI/GitHub fail with 4xx/5xx.
-    'offline lab services': re.compile(r'(lab/api/(news|extensions)|Failed to load resource: the server responded with a status of (404|500|503))'),
-}
+# Console errors that are not failures, each with its reason: {name: regex matched against the message}. None is needed
+# today: the one the docs theme logged ("Got invalid theme mode: ." from pydata-sphinx-theme when no mode is stored) is
+# fixed at its source (docs/conf.py sets default_mode), and JupyterLab 4 with the explorer logs none. Add an entry only
+# with its reason; everything else fails the test.
+HARMLESS: dict[str, re.Pattern] = {}
 
 # ---------------------------------------------------------------- the browser
 @pytest.fixture(scope='module')
@@ -65,7 +59,7 @@ class Page:
 
     def _error(self, text: str):
         why = [k for k, rx in self.harmless.items() if rx.search(text)]
-        if why: self.allowed.add(why[0])
+        if why: self.allowed.add(why[0]); print(f'allowed ({why[0]}): {text[:300]}')
         else: self.errors.append(text)
 
     def shot(self, step: str):
@@ -247,7 +241,7 @@ def _nudge(p: Page, out, label: str, step: str) -> tuple[tuple, tuple, str, str]
 def test_explorer_in_jupyterlab(browser, lab, shots):
     "Run the explorer in JupyterLab, move the RSI length and the Bollinger std sliders with the keyboard: chart and scores follow"
     url, token, log = lab
-    p = Page(browser, shots, url, HARMLESS_LAB)
+    p = Page(browser, shots, url, HARMLESS)
     p.page.goto(f'{url}lab/tree/explorer.ipynb?token={token}', wait_until='load')
     p.page.locator('.jp-StatusBar-TextItem', has_text='| Idle').first.wait_for(timeout=90_000)   # the kernel is up
     assert p.page.locator('.jp-Notebook .jp-Cell').count() == len(EXPLORER_NB['cells'])
@@ -285,9 +279,9 @@ def test_explorer_in_jupyterlab(browser, lab, shots):
     assert 'Traceback' not in log.read_text(), log.read_text()[-3000:]
     p.shot('done')
     p.clean('JupyterLab')
+    print(f'harmless console errors seen: {sorted(p.allowed) or "none"}')
     legend = p.page.locator('.js-plotly-plot .legendtext').all_text_contents()
     assert not [t for t in legend if re.fullmatch(r'trace \d+', t)] and 'close' in legend, f'unnamed traces in the explorer: {legend}'
-    print(f'harmless console errors seen: {sorted(p.allowed) or "none"}')
 
 # ---------------------------------------------------------------- the training report
 @pytest.fixture(scope='module')
