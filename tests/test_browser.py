@@ -249,7 +249,9 @@ def _nudge(p: Page, out, label: str, step: str) -> tuple[tuple, tuple, str, str]
     handle.focus()
     handle.press('ArrowRight')
     p.page.wait_for_function(f'([out, before]) => JSON.stringify(({TRACES})(out)) !== before', arg=[out.element_handle(), mark])
-    p.page.wait_for_timeout(500)   # the score table is set in the same update; let it render
+    # the scores and the causality warning are set later in the same update: wait until the kernel is done with it
+    p.page.locator('.jp-StatusBar-TextItem', has_text='| Idle').first.wait_for()
+    p.page.wait_for_timeout(300)
     new = readout.inner_text()
     out.evaluate('e => e.scrollIntoView()')
     p.shot(step)
