@@ -26,7 +26,7 @@ TIMEOUT_MS = 60_000   # the longest any one browser step may wait
 HARMLESS: dict[str, re.Pattern] = {}
 # Opened from disk (file://), Sphinx's search lists its results but then fetch()es each result page for an excerpt, which
 # browsers refuse on file:// (CORS): the results show without excerpts and the console logs the refusals. Over http the
-# excerpts are there and nothing is logged (checked above); html_show_search_summary=False would drop them everywhere.
+# excerpts are there and nothing is logged (test_docs_site checks both); html_show_search_summary=False would drop them everywhere.
 FROM_DISK = {'search excerpts from file://': re.compile(
     r"Access to fetch at 'file://[^']*\.html' from origin 'null' has been blocked by CORS policy"
     r"|Failed to load resource: net::ERR_FAILED \(file://[^)]*\.html\)|^page error: Failed to fetch$")}
