@@ -70,6 +70,11 @@ def bench_incremental(quick: bool, Row=None, timed=None) -> list:
     return rows
 
 
+def bench_stream(quick: bool, Row=None, timed=None, train=None) -> list:
+    "The whole streamed bar and many symbols per tick (rows added with the streaming state)"
+    return []
+
+
 if __name__ == '__main__':
     for r in bench_incremental('--quick' in sys.argv):
         ratio = r.baseline_figure / r.figure if r.figure and r.baseline_figure else float('nan')

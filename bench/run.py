@@ -587,6 +587,8 @@ def main(argv=None) -> int:
     rows += bench_attention(train, args.quick)
     rows += bench_gpu(train, args.quick)
     rows += bench_inference(df, train, args.quick)
+    import bench_stream                                  # streaming: incremental features, whole streamed bar, many symbols per tick
+    rows += bench_stream.bench_incremental(args.quick, Row, timed) + bench_stream.bench_stream(args.quick, Row, timed, train=train)
     extra = dict(training=tr_extra, n_train=len(train))
     if args.skip_e2e:
         rows.append(Row('end to end', '`trading-nb train --data sp500 --out DIR` (defaults), wall time', None, 's', 'skipped', None, '-',
