@@ -1,16 +1,18 @@
-"Export, safe loading, data checks, batch prediction and the real-time stream's parity with it"
-import asyncio, math
+"Export, safe loading, data checks, batch prediction, and the real-time stream (one series and many symbols): parity with batch, rejections, bounded memory"
+import asyncio, math, warnings
+from collections import deque
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from trading_nb.data import DataError, OHLCV_COLS, load_sample, make_synthetic, sample_path
+from trading_nb.data import DataError, OHLCV_COLS, load_sample, make_synthetic, make_synthetic_panel, sample_path
 from trading_nb.dataset import chronological_split
+from trading_nb.features import _raw_features, make_features, normalize_features
 from trading_nb.model import ModelConfig, TradingModel
 from trading_nb.train import fit
 import trading_nb.inference as inf
-from trading_nb.inference import (FORMAT, ModelFileError, StreamState, _digest, export_model, predict, process_realtime, replay,
-                                  setup_inference)
+from trading_nb.inference import (FORMAT, InferenceModel, ModelFileError, StreamState, StreamStates, _digest, _ticks, export_model, predict,
+                                  process_realtime, replay, setup_inference)
 
 
 @pytest.fixture(scope='module')
@@ -42,6 +44,42 @@ def preds(im, sp): return predict(im, sp)
 def collect(stream, **kw):
     async def go(): return [a async for a in process_realtime(*stream, **kw)]
     return asyncio.run(go())
+
+
+def ohlcv_walk(n, seed, flat=0.05, zero_runs=3):
+    "Random daily OHLCV with a share `flat` of flat bars (open = high = low = close) and runs of zero volume"
+    r = np.random.default_rng(seed)
+    c = 100 * np.exp(np.cumsum(r.normal(0, 0.01, n)))
+    o = c * np.exp(r.normal(0, 0.003, n))
+    h, l = np.maximum(o, c) * np.exp(np.abs(r.normal(0, 0.004, n))), np.minimum(o, c) * np.exp(-np.abs(r.normal(0, 0.004, n)))
+    v = r.lognormal(10, 0.5, n)
+    f = r.random(n) < flat
+    o[f] = h[f] = l[f] = c[f]
+    for s in r.integers(0, n - 30, zero_runs): v[s:s + r.integers(3, 30)] = 0.0
+    return pd.DataFrame(dict(open=o, high=h, low=l, close=c, volume=v), index=pd.date_range('2000-01-03', periods=n, freq='B', name='date'))
+
+
+def held(x, seen=None) -> int:
+    "How many numbers an object holds in its containers (deques, lists, arrays), recursively through attributes and slots"
+    seen = set() if seen is None else seen
+    if id(x) in seen or isinstance(x, (str, bytes, InferenceModel, type)): return 0
+    seen.add(id(x))
+    if isinstance(x, np.ndarray): return x.size
+    if isinstance(x, (deque, list, tuple)): return len(x) + sum(held(v, seen) for v in x)
+    if isinstance(x, dict): return sum(held(v, seen) for v in x.values())
+    out = sum(held(v, seen) for v in getattr(x, '__dict__', {}).values())
+    return out + sum(held(getattr(x, s), seen) for s in getattr(type(x), '__slots__', ()) if hasattr(x, s))
+
+
+def rel_err(a, b) -> float:
+    "Largest |a - b| / max(|b|, median |b| of the column, 1e-6) (features are scale-free: below 1e-6 is rounding noise)"
+    a, b = np.asarray(a, 'float64'), np.asarray(b, 'float64')
+    scale = np.maximum(np.maximum(np.abs(b), np.median(np.abs(b), axis=0)), 1e-6)
+    return float(np.max(np.abs(a - b) / scale))
+
+
+def maxdiff(x: pd.DataFrame, y: pd.DataFrame, cols) -> float:
+    return float(np.abs(x[cols].to_numpy() - y[cols].to_numpy()).max())
 
 
 def test_weights_only_and_manifest(trained, sp):
@@ -129,21 +167,92 @@ def test_stream_parity_over_test_period(im, sp, preds, trained):
     "The stream, fed only the bars from history_bars before the test period on, equals batch `predict` on all 5,031 bars"
     test = trained[3]
     first = sp.index.get_loc(test.dates[0])
+    start = first - im.history_bars + 1
     st = StreamState(im)
-    held = []
+    sizes, rows = [], []
     def bars():
-        for ts, row in sp.iloc[first - im.history_bars + 1:].iterrows():
-            held.append(len(st.bars))
+        for ts, row in sp.iloc[start:].iterrows():
             yield ts, row
-    answers = collect((im, bars()), state=st)
+            sizes.append(held(st))
+    answers = collect((im, bars()), state=st, update_signals=lambda a: rows.append(st.row.copy()))
     live = pd.DataFrame([a for a in answers if a['status'] == 'ok']).set_index('date')
     assert list(live.index) == list(sp.index[first:])
-    diff = float(np.abs(live[im.columns].to_numpy() - preds.loc[live.index, im.columns].to_numpy()).max())
+    diff = maxdiff(live, preds.loc[live.index], im.columns)
+    feats = make_features(sp.iloc[start:], im.indicators)[im.feature_names].loc[live.index]
+    ferr = rel_err(rows, feats.to_numpy())
     print(f"\nstream vs batch over the test period ({len(live)} bars, {live.index[0].date()}..{live.index[-1].date()}): "
-          f"max |dp| = {diff:.2e}")
-    assert diff <= 1e-5
+          f"max |dp| = {diff:.2e}; features vs make_features: {ferr:.1e} relative")
+    assert diff <= 1e-6 and ferr <= 1e-9
     assert (live.signal == preds.loc[live.index, 'signal']).all()
-    assert max(held) <= im.warmup + 1 <= im.history_bars and len(st.rows) == im.lookback
+    assert len(set(sizes[im.history_bars:])) == 1 and st.n_rows == im.lookback     # memory flat once warm
+
+
+@pytest.mark.parametrize('seed, flat', [(0, 0.05), (1, 0.3), (2, 0.0), (3, 0.15)])
+def test_replay_equals_predict_on_random_walks(im, seed, flat):
+    "Random walks with flat bars and zero-volume runs: replay equals predict to 1e-6, the stream's features make_features to 1e-9"
+    df = ohlcv_walk(im.history_bars + 300, seed, flat=flat, zero_runs=4)
+    assert (df.volume == 0).sum() > 0 and (df.high == df.low).sum() == (df.high == df.low).sum()
+    r, b = replay(im, df), predict(im, df)
+    assert r.index.equals(b.index) and list(r.columns) == list(b.columns)
+    assert maxdiff(r, b, im.columns) <= 1e-6 and (r.signal == b.signal).all()
+    st, rows = StreamState(im), []
+    for item in df.iterrows():
+        st.update(item)
+        if st.features.ready: rows.append(st.row)
+    assert rel_err(rows, make_features(df, im.indicators)[im.feature_names].to_numpy()) <= 1e-9
+
+
+@pytest.mark.parametrize('talib', [True, False], ids=['talib', 'no-talib'])
+def test_stream_features_with_and_without_talib(im, sp, talib, monkeypatch):
+    "The stream's rows equal make_features after the warm-up whether TA-Lib is importable or not"
+    import pandas_ta.maps
+    monkeypatch.setitem(pandas_ta.maps.Imports, 'talib', talib)
+    df = sp.iloc[-(im.history_bars + 200):]
+    st, rows = StreamState(im), []
+    for item in df.iterrows():
+        st.update(item)
+        if st.features.ready: rows.append(st.row)
+    assert rel_err(rows, make_features(df, im.indicators)[im.feature_names].to_numpy()) <= 1e-9
+
+
+def test_non_finite_feature_bar_is_kept_and_rejected(im):
+    "A flat start makes RSI 0/0: those bars are kept in the features, answered 'rejected'; predictions resume after lookback bars"
+    df = make_synthetic(im.warmup + 200 + im.lookback + 20, seed=5)
+    df.iloc[:im.warmup + 200, :4] = 100.0
+    df.iloc[:im.warmup + 200, 4] = 1000.0
+    with pytest.raises(DataError, match="feature 'rsi_14' is nan"): predict(im, df)     # the batch path refuses the series
+    st = StreamState(im)
+    out = pd.DataFrame([st.update(item) for item in df.iterrows()])
+    bad = out.index[out.status == 'rejected']
+    assert list(bad) == list(range(im.warmup, im.warmup + 200))
+    assert out.reason[bad].str.contains("feature 'rsi_14' is nan at this bar; the bar is kept").all()
+    assert (out.bars_needed[bad] == im.lookback).all()
+    ok = np.flatnonzero(out.status == 'ok')
+    assert ok[0] == bad[-1] + im.lookback and len(ok) == len(df) - ok[0]
+    assert st.accepted == len(df) and st.rejected == 200
+    # the predictions are the model's on the raw batch features of the same bars: the flat bars stayed in the state
+    X = torch.from_numpy(normalize_features(_raw_features(df, im.indicators)[im.feature_names], im.scaler)[0].to_numpy(np.float32).copy())
+    want = inf._forward(im, X.unfold(0, im.lookback, 1).transpose(1, 2)[ok - im.lookback + 1], X[ok, st.n_price:]).numpy()
+    assert np.abs(out.loc[ok, im.columns].to_numpy('float64') - want).max() <= 1e-6
+
+
+def test_history_starts_the_state(im, sp, preds):
+    H = im.history_bars
+    warmed = StreamState(im, history=sp.iloc[:-5])
+    assert warmed.n_rows == im.lookback and warmed.bars_needed == 0 and warmed.accepted == len(sp) - 5
+    out = [warmed.update(item) for item in sp.iloc[-5:].iterrows()]
+    assert [a['status'] for a in out] == ['ok'] * 5
+    assert np.abs(np.array([[a[c] for c in im.columns] for a in out]) - preds[im.columns].iloc[-5:].to_numpy()).max() <= 1e-6
+    got = collect((im, sp.iloc[-5:].iterrows()), history=sp.iloc[-(H + 5):-5])
+    assert [a['status'] for a in got] == ['ok'] * 5
+    assert max(abs(a['p_up'] - b['p_up']) for a, b in zip(got, out)) <= 1e-6
+    assert warmed.update((sp.index[-1], sp.iloc[-1]))['reason'].startswith('duplicate')
+    with pytest.raises(DataError, match='the history does not follow the bars already taken: out of order'):
+        StreamState(im, history=sp.iloc[100:200]).warm(sp.iloc[:50])
+    with pytest.raises(ValueError, match='give the history to the state you pass'):
+        collect((im, []), state=StreamState(im), history=sp.iloc[:10])
+    short = StreamState(im, history=sp.iloc[:10])
+    assert short.bars_needed == H - 10 and short.update((sp.index[10], sp.iloc[10]))['bars_needed'] == H - 11
 
 
 def test_rejections_and_stream_goes_on(im, sp, preds):
@@ -153,7 +262,8 @@ def test_rejections_and_stream_goes_on(im, sp, preds):
               ("missing field 'open'", {k: v for k, v in good[-1].items() if k != 'open'}),
               ('non-positive price', {**good[-1], 'low': 0.0}), ('is below low', {**good[-1], 'high': good[-1]['low'] / 2}),
               ("missing field 'date'", {k: v for k, v in good[-1].items() if k != 'date'}),
-              ("field 'volume' is negative", {**good[-1], 'volume': -1.0}), ('a bar is a dict', 3.5)]
+              ("field 'volume' is negative", {**good[-1], 'volume': -1.0}), ('a bar is a dict', 3.5),
+              ("invalid symbol nan", {**good[-1], 'symbol': math.nan})]
     stream = good[:-4] + [b for _, b in spoilt] + good[-4:]
     answers = collect((im, stream))
     assert len(answers) == len(stream)
@@ -162,33 +272,35 @@ def test_rejections_and_stream_goes_on(im, sp, preds):
     for (why, _), a in zip(spoilt, rej): assert why in a['reason'], (why, a['reason'])
     ok = pd.DataFrame([a for a in answers if a['status'] == 'ok']).set_index('date')
     assert list(ok.index) == list(frame.index[im.history_bars - 1:])
-    assert np.abs(ok[im.columns].to_numpy() - preds.loc[ok.index, im.columns].to_numpy()).max() <= 1e-5
+    assert maxdiff(ok, preds.loc[ok.index], im.columns) <= 1e-6
     assert not any(isinstance(v, float) and math.isnan(v) for a in answers for v in a.values())
     warm = [a for a in answers if a['status'] == 'warmup']
     assert [a['bars_needed'] for a in warm] == list(range(im.history_bars - 1, 0, -1))
+    assert {a['symbol'] for a in answers} == {None}
 
 
 def test_memory_flat_over_long_stream(im):
-    "Two thousand business-day bars: the history never grows past warmup + 1 bars and lookback rows"
-    bars = make_synthetic(im.history_bars + 300, seed=3)
+    "Two thousand bars more than the warm-up: what the state holds stops growing once it is warm"
+    bars = make_synthetic(im.history_bars + 2000, seed=3)
     st, sizes = StreamState(im), []
     async def go():
         async def feed():
             for item in bars.iterrows(): yield item
         async for a in process_realtime(im, feed(), state=st):
-            sizes.append((len(st.bars), len(st.rows)))
+            sizes.append(held(st))
             assert a['status'] != 'rejected'
             if a['status'] == 'ok': assert all(np.isfinite(a[c]) for c in im.columns)
     asyncio.run(go())
-    assert max(b for b, _ in sizes) == im.warmup + 1 and max(r for _, r in sizes) == im.lookback
-    assert st.accepted == len(bars)
+    after = sizes[im.history_bars:]
+    assert min(after) == max(after) <= max(sizes)
+    assert st.accepted == len(bars) and st.n_rows == im.lookback
 
 
 def test_replay_matches_predict(im, sp):
     frame = sp.iloc[-(im.history_bars + 30):]
     r, b = replay(im, frame), predict(im, frame)
     assert list(r.columns) == list(b.columns) and r.index.equals(b.index) and r.dtypes.equals(b.dtypes)
-    assert np.abs((r - b).to_numpy()).max() <= 1e-5 and r.attrs['rejected'] == []
+    assert np.abs((r - b).to_numpy()).max() <= 1e-6 and r.attrs['rejected'] == []
 
 
 def test_callback_and_hourly_stream(im):
@@ -199,3 +311,109 @@ def test_callback_and_hourly_stream(im):
     with pytest.warns(UserWarning, match='1 hour apart'):
         out = collect((im, hourly.iterrows()), update_signals=update_signals, on_mismatch='warn')
     assert seen == [a['date'] for a in out if a['status'] == 'ok'] and len(seen) == 4
+
+
+# ---------------------------------------------------------------- many symbols
+@pytest.fixture(scope='module')
+def panel(im):
+    "Five synthetic symbols: ragged starts, one too short to predict, one with flat bars and zero-volume runs"
+    p = make_synthetic_panel(4, im.history_bars + 150, seed=7)
+    parts = {s: g.droplevel('symbol') for s, g in p.groupby(level='symbol')}
+    parts['S001'] = parts['S001'].iloc[40:]                              # starts later
+    parts['S003'] = parts['S003'].iloc[:im.history_bars - 20]            # never gets a prediction
+    walk = ohlcv_walk(im.history_bars + 120, 11, flat=0.2, zero_runs=5)
+    parts['W'] = walk.set_axis(parts['S000'].index[-len(walk):])
+    return pd.concat(parts, names=['symbol', 'date']).sort_index()
+
+
+def test_panel_replay_equals_predict(im, panel):
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')          # predict warns that S003 is too short
+        b = predict(im, panel)
+    r = replay(im, panel)
+    assert r.index.equals(b.index) and list(r.columns) == list(b.columns) and r.dtypes.equals(b.dtypes)
+    d = maxdiff(r, b, im.columns)
+    print(f"\npanel replay vs predict: {len(r)} rows, {r.index.unique('symbol').size} symbols, max |dp| = {d:.1e}")
+    assert d <= 1e-6 and (r.signal == b.signal).all()
+    assert 'S003' not in r.index.unique('symbol') and r.attrs['rejected'] == [] and r.attrs['unseen_symbols'] == []
+    ticks = _ticks(panel)
+    assert len(ticks) == panel.index.unique('date').size and sum(map(len, ticks)) == len(panel)
+    assert all(len({b['date'] for b in t}) == 1 for t in ticks)
+
+
+def test_one_forward_pass_per_tick(im, panel, monkeypatch):
+    "A tick runs the model once for every symbol whose window is ready; the answers are those of one bar at a time"
+    dates = panel.index.unique('date')
+    hist = panel[panel.index.get_level_values('date') < dates[-3]]
+    calls = []
+    real = inf._forward
+    def counting(model, seq, ind, batch_size=1024):
+        calls.append(len(seq))
+        return real(model, seq, ind, batch_size)
+    one = StreamStates(im, history=hist)
+    ticks = _ticks(panel[panel.index.get_level_values('date') >= dates[-3]])
+    singly = [one.update(bar)[0] for t in ticks for bar in t]
+    monkeypatch.setattr(inf, '_forward', counting)
+    many = StreamStates(im, history=hist)
+    batched = [a for t in ticks for a in many.update(t)]
+    bounds = np.cumsum([0] + [len(t) for t in ticks])
+    ready = [sum(a['status'] == 'ok' for a in batched[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    assert calls == ready and all(n >= 3 for n in calls)          # one call per tick, one window per ready symbol
+    assert [a['symbol'] for a in batched] == [b['symbol'] for t in ticks for b in t]
+    for a, b in zip(batched, singly):
+        assert (a['symbol'], a['date'], a['status']) == (b['symbol'], b['date'], b['status'])
+        if a['status'] == 'ok': assert abs(a['p_up'] - b['p_up']) <= 1e-6
+    # two bars of one symbol in a tick: each predicted from its own window
+    nxt = panel.loc['S000'].iloc[-2:]
+    two = StreamStates(im, history=panel.loc[['S000']].iloc[:-2])
+    calls.clear()
+    got = two.update([dict(symbol='S000', date=ts, **row) for ts, row in nxt.iterrows()])
+    assert calls == [2]
+    ref = StreamState(im, history=panel.loc['S000'].iloc[:-2])
+    want = [ref.update(item) for item in nxt.iterrows()]
+    assert [a['p_up'] for a in got] == pytest.approx([a['p_up'] for a in want], abs=1e-6)
+
+
+def test_ticks_through_process_realtime(im, panel):
+    ticks = _ticks(panel)
+    seen = []
+    answers = collect((im, ticks), update_signals=seen.append)
+    assert len(answers) == len(panel) and [a['symbol'] for a in answers] == [b['symbol'] for t in ticks for b in t]
+    assert [a for a in answers if a['status'] == 'ok'] == seen
+    # panel rows as (key, row) pairs, itertuples and Series carry their symbol too
+    for item in (next(panel.iterrows()), next(panel.itertuples()), panel.iloc[0]):
+        assert collect((im, [item]))[0]['symbol'] == panel.index[0][0]
+
+
+def test_symbols_are_not_mixed(im, sp):
+    bars = [dict(date=ts, symbol='A', **r) for ts, r in sp.iloc[:5][list(OHLCV_COLS)].to_dict('index').items()]
+    st = StreamState(im)
+    assert st.update(bars[0])['symbol'] == 'A' and st.symbol == 'A'        # a fresh single state takes the first bar's symbol
+    a = st.update({**bars[1], 'symbol': 'B'})
+    assert a['status'] == 'rejected' and "a bar for 'B' in the stream of 'A': a StreamState serves one series" in a['reason']
+    assert st.update(bars[1])['status'] == 'warmup' and st.rejected == 1
+    ss = StreamStates(im)
+    out = ss.update([bars[0], {k: v for k, v in bars[1].items() if k != 'symbol'}, {**bars[0], 'symbol': 'B'}])
+    assert [a['status'] for a in out] == ['warmup', 'rejected', 'warmup']
+    assert "missing field 'symbol': the stream's other bars carry one" in out[1]['reason']
+    assert (len(ss), ss.rejected, ss.accepted) == (2, 1, 2)
+    unnamed = StreamStates(im)
+    unnamed.update({k: v for k, v in bars[0].items() if k != 'symbol'})
+    assert 'in a stream whose earlier bars carried none' in unnamed.update(bars[1])[0]['reason']
+    only = StreamStates(im, symbols=['A'])
+    assert "symbol 'B' is not one of the 1 symbols this stream serves" in only.update({**bars[0], 'symbol': 'B'})[0]['reason']
+    assert len(only) == 0
+    with pytest.raises(ValueError, match='the state was made for another model'):
+        collect((setup_inference(im.path, device='cpu'), []), state=ss)
+
+
+def test_memory_bounded_per_symbol(im):
+    "Many symbols over a long stream: each symbol's state stops growing once warm, and all hold the same"
+    p = make_synthetic_panel(3, im.history_bars + 600, seed=2)
+    ss, sizes = StreamStates(im), []
+    for tick in _ticks(p):
+        ss.update(tick)
+        sizes.append([held(s) for s in ss.states.values()])
+    after = np.array(sizes[im.history_bars:])
+    assert (after == after[0, 0]).all() and len(ss) == 3
+    assert all(s.n_rows == im.lookback and s.accepted == im.history_bars + 600 for s in ss.states.values())
