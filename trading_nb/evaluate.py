@@ -407,7 +407,11 @@ def backtest(
     return frame, stats
 
 # %% ../nbs/06_evaluate.ipynb #1fad18e1
-_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), hovermode='x unified', legend=dict(orientation='h', y=1.02, x=0, yanchor='bottom'))
+_LAYOUT = dict(margin=dict(l=10, r=10, t=80, b=10), hovermode='x unified', legend=dict(orientation='h', y=1.02, x=0, yanchor='bottom'))
+
+def _title(text: str | None) -> dict:
+    "A title pinned to the top of the figure, clear of the legend drawn below it"
+    return dict(text=text, x=0, xanchor='left', y=0.98, yanchor='top', yref='container')
 
 def _x(dates) -> pd.Index:
     "Dates for a plot axis: `YYYY-MM-DD` text for daily bars (a third of the size in a saved notebook), else as they are"
@@ -437,7 +441,7 @@ def plot_predictions(
     fig.add_hline(y=threshold, line=dict(color='#2ca02c', dash='dot'), row=2, col=1)
     if long_short: fig.add_hline(y=1 - threshold, line=dict(color='#d62728', dash='dot'), row=2, col=1)
     fig.update_yaxes(title_text='close', row=1, col=1); fig.update_yaxes(title_text='P(up)', row=2, col=1)
-    return fig.update_layout(title=title, height=480, **_LAYOUT)
+    return fig.update_layout(title=_title(title), height=480, **_LAYOUT)
 
 def plot_equity(
     equity: pd.DataFrame,          # the frame `backtest` returns
@@ -454,7 +458,7 @@ def plot_equity(
                                  line=dict(color=color, width=1), fill='tozeroy'), 2, 1)
     fig.update_yaxes(title_text='equity (start = 1)', row=1, col=1)
     fig.update_yaxes(title_text='drawdown', tickformat='.0%', row=2, col=1)
-    return fig.update_layout(title=title, height=460, **_LAYOUT)
+    return fig.update_layout(title=_title(title), height=460, **_LAYOUT)
 
 # %% ../nbs/06_evaluate.ipynb #c777b32c
 def calibration_table(
@@ -489,7 +493,7 @@ def plot_calibration(
     pad = 0.02
     fig.add_trace(go.Scatter(x=[lo - pad, hi + pad], y=[lo - pad, hi + pad], mode='lines', name='perfect', line=dict(color='#999', dash='dot')))
     fig.update_xaxes(title_text='mean predicted P(up)'); fig.update_yaxes(title_text='observed share of up moves')
-    return fig.update_layout(title=title, height=420, margin=_LAYOUT['margin'], legend=_LAYOUT['legend'])
+    return fig.update_layout(title=_title(title), height=420, margin=_LAYOUT['margin'], legend=_LAYOUT['legend'])
 
 def plot_confusion(
     y_true,                                   # labels
@@ -509,7 +513,7 @@ def plot_confusion(
     fig = go.Figure(go.Heatmap(z=share, x=[f'predicted {n}' for n in names], y=[f'true {n}' for n in names], text=text,
                                texttemplate='%{text}', colorscale='Blues', zmin=0, zmax=1, showscale=False))
     fig.update_yaxes(autorange='reversed')
-    return fig.update_layout(title=title, height=360, width=460, margin=_LAYOUT['margin'])
+    return fig.update_layout(title=_title(title), height=360, width=460, margin=_LAYOUT['margin'])
 
 # %% ../nbs/06_evaluate.ipynb #085b70ca
 def plot_history(
@@ -531,7 +535,7 @@ def plot_history(
     best = history.loc[history.val_loss.idxmin(), 'epoch']
     fig.add_vline(x=best, line=dict(color='#999', dash='dash'), annotation_text=f'best epoch {best}', row=1, col=1)
     fig.update_xaxes(title_text='epoch')
-    return fig.update_layout(title=title, height=360, margin=_LAYOUT['margin'], legend=_LAYOUT['legend'])
+    return fig.update_layout(title=_title(title), height=360, margin=_LAYOUT['margin'], legend=_LAYOUT['legend'])
 
 # %% ../nbs/06_evaluate.ipynb #484a5075
 def walk_forward_study(
