@@ -4,9 +4,10 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.trading_nb-installed
 
-.PHONY: setup run test nbtest pytest lab docs docs-check export clean-nbs bench help
+.PHONY: setup run panel test nbtest pytest lab docs docs-check export clean-nbs bench help
 help:
 	@echo "make run    set up .venv (Python 3.12) and run the main job on the bundled S&P 500 data"
+	@echo "make panel  set up .venv and run the panel job: one model across the bundled 7-stock panel, judged cross-sectionally"
 	@echo "make test   set up .venv and run every test (nbdev_test on the notebooks, then pytest)"
 	@echo "make lab    open JupyterLab on nbs/"
 	@echo "make docs   build the docs site into _docs/ (Quarto where installed, otherwise Sphinx; no network needed)"
@@ -29,7 +30,12 @@ $(STAMP): settings.ini setup.py pyproject.toml
 
 run: setup
 	$(BIN)/trading-nb summary --data sp500
+	$(BIN)/trading-nb summary --data stocks --on-invalid drop
 	$(BIN)/trading-nb train --data sp500 --out runs/sp500
+
+# The panel job: the bundled stocks (one invalid Samsung bar is dropped and reported), excess target, cross-sectional evaluation.
+panel: setup
+	$(BIN)/trading-nb train --data stocks --on-invalid drop --out runs/stocks
 
 nbtest: setup
 	$(BIN)/nbdev_test --do_print --timing
