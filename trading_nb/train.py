@@ -17,8 +17,9 @@ from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef, roc_auc_
 from .dataset import batches
 
 # %% auto #0
-__all__ = ['CHECKPOINT_FORMAT', 'get_device', 'set_seed', 'amp_dtype_for', 'TrainingSetup', 'class_weights', 'setup_training',
-           'train_epoch', 'predict_batches', 'validate', 'save_atomic', 'FitResult', 'fit', 'load_checkpoint']
+__all__ = ['CHECKPOINT_FORMAT', 'get_device', 'set_seed', 'cpu_bf16_native', 'amp_dtype_for', 'TrainingSetup', 'class_weights',
+           'setup_training', 'train_epoch', 'predict_batches', 'validate', 'save_atomic', 'FitResult', 'fit',
+           'load_checkpoint']
 
 # %% ../nbs/05_train.ipynb #4544fd67
 def get_device(device: str | torch.device | None = 'auto') -> torch.device:
@@ -49,12 +50,17 @@ def _bf16_lstm_works(device_type: str) -> bool:
         return True
     except RuntimeError: return False
 
+def cpu_bf16_native() -> bool:
+    "Whether this CPU runs bf16 autocast natively (x86 with AVX-512); elsewhere bf16 is emulated and slower than fp32"
+    return torch.backends.cpu.get_cpu_capability().startswith('AVX512')
+
 def amp_dtype_for(device: torch.device, amp: bool = True) -> torch.dtype | None:
-    "Autocast dtype for `device`: bf16 where it works (CPU, recent GPUs), fp16 on older GPUs and MPS, `None` for fp32"
+    "Autocast dtype for `device`: bf16 where it works and pays (AVX-512 CPUs, recent GPUs), fp16 on older GPUs and MPS, `None` for fp32"
     if not amp: return None
     if device.type == 'cuda':
         return torch.bfloat16 if torch.cuda.is_bf16_supported() and _bf16_lstm_works('cuda') else torch.float16
-    return torch.float16 if device.type == 'mps' else torch.bfloat16
+    if device.type == 'mps': return torch.float16
+    return torch.bfloat16 if cpu_bf16_native() else None
 
 # %% ../nbs/05_train.ipynb #ee0d1860
 @dataclass
