@@ -353,12 +353,11 @@ def cmd_replay(a) -> int:
     from trading_nb.inference import replay, setup_inference
     im = setup_inference(a.model, device=None if a.device == 'auto' else a.device)
     df, _ = _data(a.data)
-    if isinstance(df.index, pd.MultiIndex):
-        if not a.symbol: raise ValueError(f"the data is a panel: replay streams one series, so pick one with --symbol (one of {', '.join(df.index.unique('symbol'))})")
+    if isinstance(df.index, pd.MultiIndex) and a.symbol:   # one symbol of a panel, streamed as a series
         if a.symbol not in df.index.unique('symbol'): raise DataError(f"symbol {a.symbol!r} is not in the data; it has {sorted(df.index.unique('symbol'))}")
         df = df.loc[a.symbol]
-    out = replay(im, df)
-    for date, reason in out.attrs.get('rejected', []): print(f"rejected bar {date}: {reason}", file=sys.stderr)
+    out = replay(im, df)   # a panel streams as one tick per date, every ready symbol in one forward pass
+    for *where, reason in out.attrs.get('rejected', []): print(f"rejected bar {' '.join(map(str, where))}: {reason}", file=sys.stderr)
     _write(out, a.out)
     return 0
 
@@ -471,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument('--device', **dev)
         s.add_argument('--threads', **threads)
         if name == 'predict': s.add_argument('--on-invalid', **invalid)
-        else: s.add_argument('--symbol', default=None, help='the symbol to stream when the data is a panel')
+        else: s.add_argument('--symbol', default=None, help='stream only this symbol of a panel (default: every symbol, one tick per date)')
         s.set_defaults(func=func)
     e = sub.add_parser('evaluate', help="a model's metrics and backtest on any data", description="Metrics with block-bootstrap intervals and a backtest (a portfolio on a panel) of an exported model on the bars given.")
     e.add_argument('--model', required=True, help='a model.pt written by `trading-nb train`')
