@@ -43,13 +43,6 @@ def _clean(x):
     if isinstance(x, pd.Timestamp): return str(x)
     return x
 
-def _sha256(path: Path | None) -> str | None:
-    if path is None: return None
-    import hashlib
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
-    return h.hexdigest()
 
 # %% ../nbs/08_cli.ipynb #8df0a5b4
 XS_KEYS = ('ic', 'ic_ci', 'rank_ic', 'rank_ic_ci', 'icir', 'rank_icir', 'ic_t', 'rank_ic_t', 'n_dates')
@@ -104,7 +97,7 @@ def train_pipeline(
     from trading_nb.model import ModelConfig, TradingModel
     from trading_nb.train import fit, predict_batches, set_seed
     from trading_nb.evaluate import backtest, baseline_predictions, compare, verdict
-    from trading_nb.inference import export_model
+    from trading_nb.inference import _file_sha256, export_model
     t0 = time.perf_counter()
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     df, path = _data(data, on_invalid)
@@ -129,7 +122,7 @@ def train_pipeline(
     metrics = dict(
         model=_row(cmp, 'model'), baselines={b: _row(cmp, b) for b in base},
         verdict=verdict(proba, base, y, n_boot=n_boot, seed=seed, horizon=horizon),
-        data=dict(source=path.name if path else 'frame', sha256=_sha256(path), rows=len(df), start=str(df.index.get_level_values('date').min() if panel else df.index[0]),
+        data=dict(source=path.name if path else 'frame', sha256=_file_sha256(path) if path else None, rows=len(df), start=str(df.index.get_level_values('date').min() if panel else df.index[0]),
                   end=str(df.index.get_level_values('date').max() if panel else df.index[-1]), target=tgt,
                   train=[str(train.dates.min()), str(train.dates.max()), len(train)], val=[str(val.dates.min()), str(val.dates.max()), len(val)],
                   test=[str(dates.min()), str(dates.max()), len(test)], up_share_test=float(np.mean(y == train.n_classes - 1))),
