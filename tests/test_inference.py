@@ -13,6 +13,7 @@ from trading_nb.train import fit
 import trading_nb.inference as inf
 from trading_nb.inference import (FORMAT, InferenceModel, ModelFileError, StreamState, StreamStates, _digest, _ticks, export_model, predict,
                                   process_realtime, replay, setup_inference)
+from walks import ohlcv_walk   # tests/walks.py
 
 
 @pytest.fixture(scope='module')
@@ -45,18 +46,6 @@ def collect(stream, **kw):
     async def go(): return [a async for a in process_realtime(*stream, **kw)]
     return asyncio.run(go())
 
-
-def ohlcv_walk(n, seed, flat=0.05, zero_runs=3):
-    "Random daily OHLCV with a share `flat` of flat bars (open = high = low = close) and runs of zero volume"
-    r = np.random.default_rng(seed)
-    c = 100 * np.exp(np.cumsum(r.normal(0, 0.01, n)))
-    o = c * np.exp(r.normal(0, 0.003, n))
-    h, l = np.maximum(o, c) * np.exp(np.abs(r.normal(0, 0.004, n))), np.minimum(o, c) * np.exp(-np.abs(r.normal(0, 0.004, n)))
-    v = r.lognormal(10, 0.5, n)
-    f = r.random(n) < flat
-    o[f] = h[f] = l[f] = c[f]
-    for s in r.integers(0, n - 30, zero_runs): v[s:s + r.integers(3, 30)] = 0.0
-    return pd.DataFrame(dict(open=o, high=h, low=l, close=c, volume=v), index=pd.date_range('2000-01-03', periods=n, freq='B', name='date'))
 
 
 def held(x, seen=None) -> int:
