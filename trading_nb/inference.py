@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from fastcore.basics import patch
 from .data import DataError, OHLCV_COLS, SYMBOL_NAMES, bar_spacing, is_panel, load_ohlcv, load_panel
-from .dataset import _Windows, _segments
+from .dataset import _Windows, _segments, _window_ends
 from .panel import panel_features
 from .features import feature_columns, make_features, normalize_features, warmup_bars
 from .incremental import IncrementalFeatures
@@ -272,7 +272,7 @@ def _panel_windows(im: InferenceModel, panel: pd.DataFrame, n_jobs: int = 1) -> 
     X = torch.from_numpy(np.ascontiguousarray(normed.to_numpy(np.float32)))
     L = im.lookback
     _, starts, ends = _segments(feats.index)
-    last = np.concatenate([np.arange(a + L - 1, b) for a, b in zip(starts, ends)])
+    last = _window_ends(starts, ends, L, 0)   # every window of each symbol, up to its last bar
     seq = _Windows(X.unfold(0, L, 1).transpose(1, 2), torch.from_numpy(last - (L - 1)))
     return seq, X[torch.from_numpy(last), len(im.feature_names) - len(im.indicator_names):], feats.index[last]
 
