@@ -1,4 +1,4 @@
-"Export, safe loading, data checks, batch prediction, and the real-time stream (one series and many symbols): parity with batch, rejections, bounded memory"
+"Export, safe loading, data checks, batch prediction, the traced forward pass, and the real-time stream (one series and many symbols): parity with batch, rejections, bounded memory"
 import asyncio, math, warnings
 from collections import deque
 import numpy as np
@@ -90,7 +90,8 @@ def test_round_trip_identical(trained, im, sp, tmp_path):
     model.eval()
     b = test.__getitems__(list(range(len(test))))
     with torch.no_grad(): want = torch.softmax(model(b['sequence'], b['indicators']), 1)
-    assert torch.equal(predict(im, b), want)
+    assert torch.equal(predict(setup_inference(path, device='cpu', jit=False), b), want)    # eager: bit for bit
+    assert (predict(im, b) - want).abs().max() <= 1e-6                                      # the traced graph (the CPU default)
     again = setup_inference(export_model(im.model, tmp_path / 'again.pt', train, data=sp), device='cpu')
     pd.testing.assert_frame_equal(predict(again, sp.iloc[-400:]), predict(im, sp.iloc[-400:]))
 
@@ -406,3 +407,105 @@ def test_memory_bounded_per_symbol(im):
     after = np.array(sizes[im.history_bars:])
     assert (after == after[0, 0]).all() and len(ss) == 3
     assert all(s.n_rows == im.lookback and s.accepted == im.history_bars + 600 for s in ss.states.values())
+
+
+# ---------------------------------------------------------------- the traced forward pass
+def windows(im, b: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, im.lookback, len(im.feature_names), generator=g)
+    return x, x[:, -1, -len(im.indicator_names):]
+
+
+def eager_probs(im, x, ind) -> torch.Tensor:
+    with torch.inference_mode(): return torch.softmax(im.model(x, ind), dim=1)
+
+
+@pytest.mark.parametrize('b', [1, 2, 3, 64, 500, 1500])
+def test_traced_equals_eager(im, b):
+    "The frozen graph (traced at batch 2) gives the eager model's probabilities at every batch size the stream and predict use"
+    assert im.jit and isinstance(im._runner(), torch.jit.ScriptModule) and im.jit_error is None
+    x, ind = windows(im, b, seed=b)
+    got, want = inf._forward(im, x, ind, batch_size=1024), eager_probs(im, x, ind)
+    assert got.shape == want.shape == (b, 2) and (got - want).abs().max() <= 1e-6
+
+
+def test_traced_at_design_sizes(sp, tmp_path):
+    "The default model (lookback 100, conv 64, LSTM 128 x 2, 4 heads) traced equals eager at 1, 3 and 500 windows"
+    train, _, _ = chronological_split(sp, lookback=100)
+    torch.manual_seed(0)
+    cfg = ModelConfig(input_channels=train.n_channels, n_indicators=train.n_indicators, output_dim=train.output_dim, lookback=100)
+    big = setup_inference(export_model(TradingModel(cfg), tmp_path / 'big.pt', train, data=sp), device='cpu')
+    for b in (1, 3, 500):
+        x, ind = windows(big, b, seed=b)
+        assert (inf._forward(big, x, ind) - eager_probs(big, x, ind)).abs().max() <= 1e-6
+    assert isinstance(big._runner(), torch.jit.ScriptModule) and big.jit_error is None
+
+
+def test_jit_off_is_eager(trained, im, sp):
+    "jit=False (or im.jit = False) runs the eager model: bit for bit its numbers; the stream and replay agree with the traced ones"
+    off = setup_inference(trained[1], device='cpu', jit=False)
+    assert not off.jit and off._runner() is off.model and off._graph is None and 'eager' in repr(off)
+    x, ind = windows(off, 7)
+    assert torch.equal(inf._forward(off, x, ind), eager_probs(off, x, ind))
+    df = sp.iloc[-(im.history_bars + 60):]
+    a, b = replay(off, df), replay(im, df)
+    assert a.index.equals(b.index) and maxdiff(a, b, im.columns) <= 1e-6
+    assert maxdiff(a, predict(off, df), im.columns) <= 1e-6
+    off.jit = True                                   # switched on later: traced from then on
+    assert isinstance(off._runner(), torch.jit.ScriptModule)
+
+
+def test_cuda_defaults_to_eager(trained):
+    "On CUDA the default is eager (the measured gain is a CPU one); `jit=True` asks for the graph there"
+    if not torch.cuda.is_available(): pytest.skip('no CUDA here')
+    gpu = setup_inference(trained[1], device='cuda')
+    assert not gpu.jit and gpu._runner() is gpu.model
+    on = setup_inference(trained[1], device='cuda', jit=True)
+    x, ind = windows(on, 5)
+    assert (inf._forward(on, x, ind) - inf._forward(gpu, x, ind)).abs().max() <= 1e-5
+
+
+def test_trace_failure_falls_back_to_eager(trained, monkeypatch):
+    "A model that cannot be traced runs eagerly, with a warning naming why, and the trace is not retried on every call"
+    calls = []
+    def broken(im):
+        calls.append(1)
+        raise RuntimeError('the tracer cannot follow this model')
+    monkeypatch.setattr(inf, '_trace', broken)
+    with pytest.warns(UserWarning, match='runs eagerly: tracing the model failed .RuntimeError: the tracer cannot follow this model'):
+        m = setup_inference(trained[1], device='cpu')
+        st = StreamState(m)                          # the stream builds the graph when it is made
+    assert m.jit_error == 'RuntimeError: the tracer cannot follow this model' and m._runner() is m.model
+    x, ind = windows(m, 3)
+    assert torch.equal(inf._forward(m, x, ind), eager_probs(m, x, ind)) and len(calls) == 1
+    assert st.model is m
+
+
+def test_graph_follows_the_weights(trained):
+    "The frozen graph holds the weights it was traced with: loading new weights in place rebuilds it; train mode runs eagerly"
+    m = setup_inference(trained[1], device='cpu')
+    x, ind = windows(m, 4)
+    before = inf._forward(m, x, ind)
+    g = m._runner()
+    weights = dict(m.model.named_parameters())
+    m.model.load_state_dict({k: v + 0.05 * torch.randn_like(v) if k in weights else v for k, v in m.model.state_dict().items()})
+    after = inf._forward(m, x, ind)
+    g2 = m._runner()
+    assert g2 is not g and (after - before).abs().max() > 1e-3
+    assert (after - eager_probs(m, x, ind)).abs().max() <= 1e-6
+    with torch.no_grad(): m.model.predictor[-1].bias.add_(torch.tensor([1.0, -1.0]))   # an in-place edit, as an optimizer step makes
+    edited = inf._forward(m, x, ind)
+    assert (edited - after).abs().max() > 0.1 and (edited - eager_probs(m, x, ind)).abs().max() <= 1e-6 and m._runner() is not g2
+    m.model.train()
+    assert m._runner() is m.model
+    m.model.eval()
+
+
+def test_input_checks_before_the_graph(im):
+    "The traced graph has no Python-side checks; the model's own run before it, with their messages"
+    x, ind = windows(im, 3)
+    with pytest.raises(ValueError, match=rf'sequence must be \(batch, lookback=40, input_channels={x.shape[2]}\)'): inf._forward(im, x[:, 1:], ind)
+    with pytest.raises(ValueError, match=r'indicators must be \(batch, n_indicators='): inf._forward(im, x, ind[:, 1:])
+    with pytest.raises(ValueError, match='different batch sizes'): inf._forward(im, x, ind[:2])
+    with pytest.raises(ValueError, match='must be a float tensor'): inf._forward(im, x.to(torch.int64), ind)
+    with pytest.raises(ValueError, match='must have 3 dimensions'): inf._forward(im, x[0], ind)

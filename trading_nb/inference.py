@@ -20,7 +20,7 @@ from .dataset import _Windows, _segments, _window_ends
 from .panel import panel_features
 from .features import feature_columns, make_features, normalize_features, warmup_bars
 from .incremental import IncrementalFeatures
-from .model import ModelConfig, TradingModel
+from .model import ModelConfig, TradingModel, _check_inputs
 from .train import save_atomic
 
 # %% auto #0
@@ -137,9 +137,13 @@ class InferenceModel:
                  model: TradingModel,       # the model, in eval mode on `device`
                  manifest: dict,            # the file's manifest (feature set, scaler, classes, provenance)
                  path: Path | None = None,  # the file it came from
+                 jit: bool | None = None,   # run the forward pass as a frozen TorchScript graph; `None`: on the CPU, not on CUDA
                 ):
         self.model, self.manifest, self.path = model, manifest, path
         self.device = next(model.parameters()).device
+        self.jit = self.device.type == 'cpu' if jit is None else bool(jit)   # may be switched at any time
+        self.jit_error = None                       # why the graph could not be used, when it could not
+        self._graph = None                          # (model, its tensors, their versions, graph or None), built on the first forward pass
         self.lookback, self.horizon = int(manifest['lookback']), int(manifest['horizon'])
         self.indicators, self.scaler = manifest['indicators'], manifest['scaler']
         self.task, self.flat_band, self.class_names = manifest['task'], float(manifest['flat_band']), list(manifest['class_names'])
@@ -151,7 +155,8 @@ class InferenceModel:
 
     def __repr__(self) -> str:
         return (f"InferenceModel({self.path.name if self.path else 'in memory'}: {self.task} {self.columns}, lookback {self.lookback}, "
-                f"horizon {self.horizon}, {len(self.feature_names)} features, warm-up {self.warmup}, on {self.device})")
+                f"horizon {self.horizon}, {len(self.feature_names)} features, warm-up {self.warmup}, on {self.device}"
+                f"{', traced' if self.jit else ', eager'})")
 
 # %% ../nbs/07_inference.ipynb #2ed601c8
 _MANIFEST_KEYS = ('indicators', 'scaler', 'feature_names', 'indicator_names', 'lookback', 'horizon', 'task', 'flat_band',
@@ -204,11 +209,12 @@ def _build(path: Path, ck: dict, device: torch.device) -> TradingModel:
 def setup_inference(
     path: str | Path,                          # a file written by `export_model`
     device: str | torch.device | None = None,  # where to run; `None`: CUDA when present, else the CPU
+    jit: bool | None = None,                   # forward pass as a frozen TorchScript graph (eager if it fails); `None`: on the CPU only
 ) -> InferenceModel:
     "Load an exported model safely, check it, and return it in eval mode with its feature pipeline"
     path = Path(path)
     ck = _read(path)
-    return InferenceModel(_build(path, ck, _device(device)), ck['manifest'], path)
+    return InferenceModel(_build(path, ck, _device(device)), ck['manifest'], path, jit=jit)
 
 # %% ../nbs/07_inference.ipynb #aa90fb41
 def _span(td: pd.Timedelta) -> str:
@@ -239,16 +245,53 @@ def check_data(
         warnings.warn(msg)
     return df
 
-# %% ../nbs/07_inference.ipynb #c6a8873d
+# %% ../nbs/07_inference.ipynb #0871bf83
+def _trace(im: InferenceModel) -> torch.jit.ScriptModule:
+    "`im.model` traced on example windows, frozen and optimized for inference; `RuntimeError` unless it equals the model at other batch sizes"
+    m, c = im.model, im.model.config
+    g = torch.Generator().manual_seed(0)
+    def example(b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.randn(b, c.lookback, c.input_channels, generator=g).to(im.device),
+                torch.randn(b, c.n_indicators, generator=g).to(im.device))
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)   # the Python checks become constants: `_forward` runs them before each call
+        warnings.simplefilter('ignore', FutureWarning)             # torch.jit's deprecation notices: the eager fallback covers its removal
+        graph = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(m, example(2), check_trace=False)))
+    with torch.inference_mode():
+        for b in (1, 3, 1, 2):      # batch sizes other than the traced one; the repeats also run the graph executor's warm-up
+            x = example(b)
+            want, got = m(*x), graph(*x)
+            if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-4, atol=1e-5):
+                diff = f"max |difference| {(got - want).abs().max().item():.2g}" if got.shape == want.shape else f"shape {tuple(got.shape)}"
+                raise RuntimeError(f"the traced graph differs from the model at batch {b} ({diff})")
+    return graph
+
+@patch
+def _runner(self: InferenceModel) -> Callable:
+    "What runs the forward pass: the frozen graph when `jit` is on and it could be built (again when the weights changed), else the model"
+    m, g = self.model, self._graph
+    if not self.jit or m.training: return m
+    if g is None or g[0] is not m or [t._version for t in g[1]] != g[2]:
+        tensors, graph = [*m.parameters(), *m.buffers()], None
+        try: graph, self.jit_error = _trace(self), None
+        except Exception as e:   # any failure leaves the model eager; the warning says why
+            self.jit_error = f"{type(e).__name__}: {str(e).strip()[:300]}"
+            warnings.warn(f"the forward pass runs eagerly: tracing the model failed ({self.jit_error})")
+        g = self._graph = (m, tensors, [t._version for t in tensors], graph)
+    return g[3] if g[3] is not None else m
+
 def _forward(im: InferenceModel, sequence: torch.Tensor, indicators: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    "Probabilities (or predicted returns) on the CPU for windows on any device, in batches"
-    outs = []
+    "Probabilities (or predicted returns) on the CPU for windows on any device, in batches, through the traced graph where there is one"
+    run, outs = im._runner(), []
     with torch.inference_mode():
         for s in range(0, len(sequence), batch_size):
-            y = im.model(sequence[s:s + batch_size].to(im.device), indicators[s:s + batch_size].to(im.device)).float()
+            x, ind = sequence[s:s + batch_size].to(im.device), indicators[s:s + batch_size].to(im.device)
+            _check_inputs(im.model.config, x, ind)   # the graph has none of the model's Python checks: they run here
+            y = (run if x.dtype == ind.dtype == torch.float32 else im.model)(x, ind).float()
             outs.append((torch.softmax(y, dim=1) if im.task == 'classification' else y).cpu())
-    return torch.cat(outs)
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
 
+# %% ../nbs/07_inference.ipynb #c6a8873d
 def _frame(im: InferenceModel, out: torch.Tensor, dates, threshold: float) -> pd.DataFrame:
     "Predictions frame: one column per class (or `pred_return`) and the long/flat `signal`"
     v = out.numpy().astype('float64')
@@ -311,6 +354,7 @@ _TIME_KEYS = ('date', 'timestamp', 'datetime', 'time', 'index')
 
 def _timestamp(ts) -> pd.Timestamp:
     "A bar's time from a timestamp, a string or epoch seconds/milliseconds"
+    if type(ts) is pd.Timestamp: return ts                     # a frame's rows: nothing to parse (NaT is not a Timestamp)
     if ts is None or isinstance(ts, bool): raise ValueError(f"missing or invalid timestamp {ts!r}")
     if isinstance(ts, (int, float, np.integer, np.floating)):
         if not math.isfinite(ts): raise ValueError(f"invalid timestamp {ts!r}")
@@ -336,7 +380,8 @@ def _split_bar(bar) -> tuple[str | None, object, dict]:
     else: row = bar
     if not isinstance(row, (Mapping, pd.Series)):
         raise ValueError(f"a bar is a dict, a pandas row or a (timestamp, row) pair; got {type(bar).__name__}")
-    row = {str(k).strip().lower(): v for k, v in row.items()}
+    keys, vals = (row.index.tolist(), row.tolist()) if isinstance(row, pd.Series) else (row.keys(), row.values())   # a Series: plain values, fast
+    row = {str(k).strip().lower(): v for k, v in zip(keys, vals)}
     if ts is None: ts = next((row[k] for k in _TIME_KEYS if k in row), None)
     symbol = None
     if isinstance(ts, tuple) and len(ts) == 2: symbol, ts = _symbol(ts[0]), ts[1]   # a panel's (symbol, date) index
@@ -397,6 +442,7 @@ class StreamState:
         self._dates = []                           # the first `warmup + 1` timestamps, for the bar-spacing check (then `None`)
         self.last_date, self.accepted, self.rejected = None, 0, 0
         self.n_price = len(model.feature_names) - len(model.indicator_names)
+        model._runner()                            # the forward pass's graph, built now (once per model) rather than on the first live bar
         if history is not None: self.warm(history)
 
     @property
@@ -508,7 +554,7 @@ def _serve(owner, bars: list) -> list[dict]:
         if window is not None: ready.append((len(answers), state, window))
         answers.append(answer)
     if ready:
-        seq = torch.from_numpy(np.stack([w for _, _, w in ready]))
+        seq = torch.from_numpy(ready[0][2][None] if len(ready) == 1 else np.stack([w for _, _, w in ready]))
         out = _forward(im, seq, seq[:, -1, ready[0][1].n_price:]).tolist()
         for (i, state, _), v in zip(ready, out):
             key = v[-1] if im.task == 'classification' else v[0]
