@@ -376,7 +376,7 @@ def bench_gpu(train, quick: bool) -> list[Row]:
 
 # ---------------------------------------------------------------- 4. inference
 def bench_inference(df, train, quick: bool) -> list[Row]:
-    from trading_nb.inference import StreamState, export_model, predict, setup_inference
+    from trading_nb.inference import export_model, predict, setup_inference
     log("4. inference")
     set_seed(0)
     cfg = ModelConfig(input_channels=train.n_channels, n_indicators=train.n_indicators, output_dim=train.output_dim, lookback=LOOKBACK)
@@ -393,46 +393,7 @@ def bench_inference(df, train, quick: bool) -> list[Row]:
     rows.append(Row('inference', f'predict on a frame: windows/s ({n_win} windows, batch 1024, features included)', n_win / t_batch,
                     'windows/s', f'predict with batch_size=1 ({n_win1} windows)', n_win1 / t_one, f"{n} / {n}",
                     f"{torch.get_num_threads()} thread(s); untrained weights (speed does not depend on them)"))
-    # streaming: prime a StreamState with the bars before the last n_stream, then time each of the last n_stream bars
-    n_stream, n_scratch = (40, 8) if quick else (200, 30)
-    rec = list(df.iloc[-(H - 1 + n_stream):].iterrows())
-    st = StreamState(im)
-    for bar in rec[:H - 1]: st.update(bar)
-    lat = []
-    for bar in rec[H - 1:]:
-        t = time.perf_counter(); a = st.update(bar); lat.append(time.perf_counter() - t)
-        if a['status'] != 'ok': raise RuntimeError(f"stream did not predict: {a}")
-    L, n_price = im.lookback, len(im.feature_names) - len(im.indicator_names)
-    def scratch(t: int):
-        "Recompute from scratch: features over the whole history up to bar `t`, then the model on the last window"
-        feats = make_features(df.iloc[:t + 1], im.indicators)[im.feature_names]
-        X = torch.from_numpy(normalize_features(feats, im.scaler)[0].to_numpy(np.float32)[-L:].copy())
-        with torch.inference_mode(): return torch.softmax(im.model(X[None], X[None, -1, n_price:]), 1)
-    scratch(len(df) - n_scratch - 1)
-    lat0 = []
-    for t in range(len(df) - n_scratch, len(df)):
-        s = time.perf_counter(); scratch(t); lat0.append(time.perf_counter() - s)
-    p = lambda xs, q: float(np.percentile(np.asarray(xs) * 1e3, q))
-    note = (f"stream: StreamState.update on the last {n_stream} bars of the series (the state holds {im.warmup + 1} bars, "
-            f"and recomputes the features of the newest bar over them); baseline: make_features over all ~{len(df)} bars "
-            f"so far + one forward pass, on the last {n_scratch} bars")
-    rows.append(Row('inference', 'streaming per-bar latency p50', p(lat, 50), 'ms', 'recompute from scratch per bar, p50',
-                    p(lat0, 50), f"{n_stream} / {n_scratch}", note, higher_is_better=False))
-    rows.append(Row('inference', 'streaming per-bar latency p99', p(lat, 99), 'ms', 'recompute from scratch per bar, p99',
-                    p(lat0, 99), f"{n_stream} / {n_scratch}", f"p99 of n={n_stream} sits near the {max(1, round(n_stream / 100))}. worst bar; the baseline's near its worst", higher_is_better=False))
-    # where a streamed bar's time goes: the features of the newest bar vs one forward pass
-    hist = df.iloc[-(im.warmup + 1):]
-    from trading_nb.features import calculate_price_features
-    t_feat, _ = timed(lambda: (calculate_price_features(hist), calculate_technical_features(hist, im.indicators)), 20 if not quick else 5, 2)
-    seq = torch.from_numpy(normalize_features(make_features(df.iloc[-(H + 5):], im.indicators)[im.feature_names], im.scaler)[0]
-                           .to_numpy(np.float32)[-L:].copy())[None]
-    def fwd():
-        with torch.inference_mode(): im.model(seq, seq[:, -1, n_price:])
-    t_fwd, _ = timed(fwd, 50 if not quick else 10, 5)
-    rows.append(Row('inference', f'stream breakdown: pandas-ta features over the {im.warmup + 1} bars held, per bar', t_feat * 1e3, 'ms',
-                    'one forward pass (batch 1)', t_fwd * 1e3, f"{20 if not quick else 5} / {50 if not quick else 10}",
-                    "the feature row is recomputed, not updated incrementally: this is the stream's largest cost",
-                    higher_is_better=False))
+    # the stream (features, the traced and the eager forward pass, the whole bar, many symbols per tick): bench_stream.py, at 1 thread
     return rows
 
 
@@ -584,11 +545,16 @@ def findings(rows: list[Row], extra: dict) -> list[str]:
         out.append(msg + '.')
         one = extra['e2e'].get('one_thread', {})
         if one.get('wall_s'): out.append(f"The same command with OMP_NUM_THREADS=1 took {one['wall_s']:.0f} s ({one['status']}).")
-    s50, brk = get('inference', 'streaming per-bar latency p50'), get('inference', 'stream breakdown')
-    if s50 and brk:
-        out.append(f"Streaming: a bar costs {s50.figure:.1f} ms (p50) against {s50.baseline_figure:.1f} ms recomputing from scratch; "
-                   f"{brk.figure:.1f} ms of it is pandas-ta recomputing indicators over the held history and {brk.baseline_figure:.1f} ms "
-                   "the forward pass: incremental (O(1)) indicator updates would leave mostly the forward pass.")
+    b50, b99 = get('stream', 'whole streamed bar (StreamState.update), traced, p50'), get('stream', 'whole streamed bar (StreamState.update), traced, p99')
+    f50, scratch = get('stream', 'forward pass, batch 1: traced'), get('stream', 'whole streamed bar, traced, p50')
+    part, feat = get('stream', 'a streamed bar without its forward pass'), get('stream', 'features of a streamed bar, default set')
+    if b50 and b99 and f50 and scratch:
+        out.append(f"Streaming (design sizes, 1 thread): a whole bar costs {b50.figure:.2f} ms p50 / {b99.figure:.2f} ms p99 through the traced "
+                   f"graph ({b50.baseline_figure:.2f} / {b99.baseline_figure:.2f} ms eager), {scratch.baseline_figure / scratch.figure:.0f}x less "
+                   f"than recomputing from scratch ({scratch.baseline_figure:.0f} ms p50). The forward pass is {f50.figure:.2f} ms of it "
+                   f"({f50.baseline_figure:.2f} ms eager)" + (f", the features {feat.figure:.0f} us" if feat else '')
+                   + (f", and all the rest outside the model {part.figure:.2f} ms" if part else '')
+                   + f". The p99 <= 5 ms goal is {'met' if b99.figure <= 5 else 'not met'} in this run; p99 moves with the load average.")
     cold = get('features', 'make_features, first call in a fresh process, EMPTY')
     cached = get('features', 'make_features, first call in a fresh process, numba cache filled')
     if cold and cached: out.append(f"Start-up: the first feature call compiles numba kernels for {cold.figure:.1f} s with an empty cache "

@@ -509,3 +509,17 @@ def test_input_checks_before_the_graph(im):
     with pytest.raises(ValueError, match='different batch sizes'): inf._forward(im, x, ind[:2])
     with pytest.raises(ValueError, match='must be a float tensor'): inf._forward(im, x.to(torch.int64), ind)
     with pytest.raises(ValueError, match='must have 3 dimensions'): inf._forward(im, x[0], ind)
+
+
+def test_row_names_kept_per_index(sp):
+    "A frame's rows share one index: its lower-cased names are worked out once and reused while the index is the same object"
+    names = [None, None]
+    (t0, r0), (t1, r1) = list(sp.iloc[:2].iterrows())
+    a = inf._split_bar((t0, r0), names)
+    assert names[0] is r0.index and names[1] == [c.lower() for c in sp.columns]
+    kept = names[1]
+    assert inf._split_bar((t1, r1), names)[2] == {k: float(v) for k, v in zip(kept, r1.tolist())} and names[1] is kept
+    upper = sp.iloc[:1].rename(columns=str.upper)                    # another index: its own names, lower-cased
+    _, _, row = inf._split_bar(next(upper.iterrows()), names)
+    assert names[0] is upper.columns and sorted(row) == sorted(kept) and a[2] == inf._split_bar((t0, r0))[2]
+    assert all(type(v) is float for v in row.values())               # plain Python numbers, as a dict bar carries

@@ -282,10 +282,11 @@ def _runner(self: InferenceModel) -> Callable:
 
 def _forward(im: InferenceModel, sequence: torch.Tensor, indicators: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     "Probabilities (or predicted returns) on the CPU for windows on any device, in batches, through the traced graph where there is one"
-    run, outs = im._runner(), []
+    run, outs, whole = im._runner(), [], isinstance(sequence, torch.Tensor) and len(sequence) <= batch_size
     with torch.inference_mode():
         for s in range(0, len(sequence), batch_size):
-            x, ind = sequence[s:s + batch_size].to(im.device), indicators[s:s + batch_size].to(im.device)
+            x, ind = (sequence, indicators) if whole else (sequence[s:s + batch_size], indicators[s:s + batch_size])
+            x, ind = x.to(im.device), ind.to(im.device)
             _check_inputs(im.model.config, x, ind)   # the graph has none of the model's Python checks: they run here
             y = (run if x.dtype == ind.dtype == torch.float32 else im.model)(x, ind).float()
             outs.append((torch.softmax(y, dim=1) if im.task == 'classification' else y).cpu())
@@ -371,8 +372,17 @@ def _symbol(s) -> str:
     if not out: raise ValueError(f"empty symbol {s!r}")
     return out
 
-def _split_bar(bar) -> tuple[str | None, object, dict]:
-    "Symbol (`None` when the bar has none), raw timestamp (`None` when missing) and lower-cased fields of one bar"
+def _fields_of(row, names: list | None = None) -> dict:
+    "Lower-cased field name -> value of a bar's row; a Series' names are kept in `names` ([index, names]) while its index is the same object"
+    if not isinstance(row, pd.Series): return {str(k).strip().lower(): v for k, v in row.items()}
+    if names is not None and names[0] is row.index: keys = names[1]   # a frame's rows share one index: lower-case its names once
+    else:
+        keys = [str(k).strip().lower() for k in row.index.tolist()]
+        if names is not None: names[:] = [row.index, keys]
+    return dict(zip(keys, row.tolist()))                                 # plain Python values, not numpy scalars
+
+def _split_bar(bar, names: list | None = None) -> tuple[str | None, object, dict]:
+    "Symbol (`None` when the bar has none), raw timestamp (`None` when missing) and lower-cased fields of one bar (`names`: see `_fields_of`)"
     ts = None
     if isinstance(bar, tuple) and len(bar) == 2 and not hasattr(bar, '_fields'): ts, row = bar   # (timestamp, row), as `iterrows` gives
     elif hasattr(bar, '_asdict'): row = bar._asdict()                                            # a row of `itertuples`
@@ -380,8 +390,7 @@ def _split_bar(bar) -> tuple[str | None, object, dict]:
     else: row = bar
     if not isinstance(row, (Mapping, pd.Series)):
         raise ValueError(f"a bar is a dict, a pandas row or a (timestamp, row) pair; got {type(bar).__name__}")
-    keys, vals = (row.index.tolist(), row.tolist()) if isinstance(row, pd.Series) else (row.keys(), row.values())   # a Series: plain values, fast
-    row = {str(k).strip().lower(): v for k, v in zip(keys, vals)}
+    row = _fields_of(row, names)
     if ts is None: ts = next((row[k] for k in _TIME_KEYS if k in row), None)
     symbol = None
     if isinstance(ts, tuple) and len(ts) == 2: symbol, ts = _symbol(ts[0]), ts[1]   # a panel's (symbol, date) index
@@ -441,6 +450,7 @@ class StreamState:
         self.row = None                            # the last bar's feature row (the model's column order), before normalization
         self._dates = []                           # the first `warmup + 1` timestamps, for the bar-spacing check (then `None`)
         self.last_date, self.accepted, self.rejected = None, 0, 0
+        self._names = [None, None]                 # the last row index seen and its lower-cased names (see `_fields_of`)
         self.n_price = len(model.feature_names) - len(model.indicator_names)
         model._runner()                            # the forward pass's graph, built now (once per model) rather than on the first live bar
         if history is not None: self.warm(history)
@@ -541,7 +551,7 @@ def _serve(owner, bars: list) -> list[dict]:
     for bar in bars:
         symbol = None
         try:
-            symbol, ts, row = _split_bar(bar)
+            symbol, ts, row = _split_bar(bar, owner._names)
             state = owner._state_for(symbol)
         except ValueError as e:
             owner.rejected += 1
@@ -554,8 +564,8 @@ def _serve(owner, bars: list) -> list[dict]:
         if window is not None: ready.append((len(answers), state, window))
         answers.append(answer)
     if ready:
-        seq = torch.from_numpy(ready[0][2][None] if len(ready) == 1 else np.stack([w for _, _, w in ready]))
-        out = _forward(im, seq, seq[:, -1, ready[0][1].n_price:]).tolist()
+        seq = ready[0][2][None] if len(ready) == 1 else np.stack([w for _, _, w in ready])
+        out = _forward(im, torch.from_numpy(seq), torch.from_numpy(seq[:, -1, ready[0][1].n_price:])).tolist()
         for (i, state, _), v in zip(ready, out):
             key = v[-1] if im.task == 'classification' else v[0]
             answers[i].update(zip(im.columns, v))
@@ -594,6 +604,7 @@ class StreamStates:
         self.symbols = None if symbols is None else {_symbol(s) for s in symbols}
         self.states: dict = {}                 # symbol (`None` for a series without one) -> StreamState
         self.rejected = 0                      # rejected bars, all symbols (each state counts its own too)
+        self._names = [None, None]             # the last row index seen and its lower-cased names (see `_fields_of`)
         if history is None: return
         if is_panel(history):
             for sym, g in load_panel(history).groupby(level='symbol', sort=True):
