@@ -4,7 +4,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.trading_nb-installed
 
-.PHONY: setup run panel test nbtest pytest lab docs docs-check export clean-nbs bench help
+.PHONY: setup run panel test nbtest pytest lab docs docs-check export clean-nbs bench gpu-check help
 help:
 	@echo "make run    set up .venv (Python 3.12) and run the main job on the bundled S&P 500 data"
 	@echo "make panel  set up .venv and run the panel job: one model across the bundled 7-stock panel, judged cross-sectionally"
@@ -13,6 +13,7 @@ help:
 	@echo "make docs   build the docs site into _docs/ (Quarto where installed, otherwise Sphinx; no network needed)"
 	@echo "make docs-check  build the site and check it: links, pages, and in headless chromium the site, JupyterLab and a report"
 	@echo "make bench  run the benchmark suite; writes bench/results.md and bench/results.json"
+	@echo "make gpu-check  on a CUDA machine: the gpu notebook cells, the GPU benchmark rows and torchrun over every GPU, one table"
 
 # Idempotent: the stamp is newer than the files that decide what is installed, so a second run is instant.
 setup: $(STAMP)
@@ -65,3 +66,7 @@ bench: setup
 # The docs site built without Quarto, its offline link check, and the real-browser tests (chromium; skipped where it is missing)
 docs-check: setup
 	$(BIN)/python -m pytest -q tests/test_docs.py tests/test_browser.py
+
+# Everything that needs CUDA, in one run (tools/gpu-check): gpu cells, GPU benchmark rows, torchrun over all GPUs.
+gpu-check: setup
+	$(BIN)/python tools/gpu-check

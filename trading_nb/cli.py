@@ -91,15 +91,23 @@ def train_pipeline(
     min_symbols: int | None = None,  # panels: the span where at least this many symbols are listed is split (default: 80% of the most)
     symbols: list | None = None,   # panels: keep only these symbols
     top_k: int | None = None,      # panels: names per portfolio leg (default 20% of that date's names)
-) -> dict:
-    "Load, validate, featurise, split, train, evaluate against baselines and backtest; write the run into `out`"
-    from trading_nb.dataset import batches, chronological_split
+    dist_backend: str = 'auto',    # under torchrun: 'auto' (gloo on the CPU, NCCL on CUDA), 'gloo' or 'nccl'
+    resume: bool = False,          # continue from `out`/checkpoints/last.pt (every rank reads the same file)
+) -> dict | None:
+    "Load, validate, featurise, split, train, evaluate against baselines and backtest; write the run into `out` (rank 0 under torchrun; other ranks return `None`)"
+    from trading_nb.dataset import chronological_split
+    from trading_nb.distributed import all_gather_objects, init_distributed, local_main_first
     from trading_nb.model import ModelConfig, TradingModel
-    from trading_nb.train import fit, predict_batches, set_seed
+    from trading_nb.panel import default_cache_dir
+    from trading_nb.train import fit, predict_dataset, set_seed
     from trading_nb.evaluate import backtest, baseline_predictions, compare, verdict
     from trading_nb.inference import _file_sha256, export_model
     t0 = time.perf_counter()
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    info, dev = init_distributed(device, dist_backend)
+    out = Path(out)
+    last = out / 'checkpoints' / 'last.pt'
+    if resume and not last.exists(): raise FileNotFoundError(f"{last}: no checkpoint to resume from; start without --resume")
+    if info.main: out.mkdir(parents=True, exist_ok=True)
     df, path = _data(data, on_invalid)
     panel = isinstance(df.index, pd.MultiIndex)
     if symbols:
@@ -108,14 +116,18 @@ def train_pipeline(
         if missing: raise DataError(f"symbol {missing[0]!r} is not in the data; it has {sorted(df.index.unique('symbol'))}")
         attrs = df.attrs; df = df.loc[sorted(symbols)]; df.attrs = attrs
     tgt = ('excess' if panel else 'raw') if target == 'auto' else target
+    if panel and info.enabled and cache_dir is None: cache_dir = default_cache_dir()   # features once per machine, through the cache
     extra = dict(n_jobs=n_jobs, cache_dir=cache_dir, min_symbols=min_symbols) if panel else {}
-    train, val, test = chronological_split(df, lookback=lookback, horizon=horizon, target=tgt, **extra)
+    with local_main_first():   # under torchrun: local rank 0 computes (and caches) the features, then its machine's other ranks
+        train, val, test = chronological_split(df, lookback=lookback, horizon=horizon, target=tgt, **extra)
     set_seed(seed)
     model = TradingModel(ModelConfig(input_channels=train.n_channels, n_indicators=train.n_indicators, output_dim=train.output_dim,
                                      lookback=lookback, **(model_kwargs or {})))
-    res = fit(model, train, val, epochs=epochs, batch_size=batch_size, lr=lr, device=device, patience=patience, seed=seed,
-              checkpoint_dir=out / 'checkpoints', progress=progress)
-    proba, y = predict_batches(model, batches(test, 512, device=res.device), res.device)
+    res = fit(model, train, val, epochs=epochs, batch_size=batch_size, lr=lr, device=dev, patience=patience, seed=seed,
+              checkpoint_dir=out / 'checkpoints', progress=progress, resume=last if resume else None, backend=dist_backend)
+    proba, y = predict_dataset(model, test, res.device)   # under torchrun: every test window once, gathered from all ranks
+    cache_hits = all_gather_objects(bool((getattr(train, 'features_cache', None) or {}).get('hit')))
+    if not info.main: return None   # rank 0 alone scores, writes and reports
     base = baseline_predictions(train, test, seed=seed)
     cmp = compare(proba, base, y, n_boot=n_boot, seed=seed, horizon=horizon)
     dates = pd.Index(test.dates)
@@ -129,7 +141,8 @@ def train_pipeline(
         training=dict(epochs_run=len(res.history), best_epoch=res.best_epoch, device=str(res.device),
                       amp=str(res.amp_dtype).replace('torch.', '') if res.amp_dtype else 'fp32',
                       samples_per_s=float(res.history.samples_per_s.median()), parameters=sum(p.numel() for p in model.parameters()),
-                      lookback=lookback, horizon=horizon, seed=seed))
+                      lookback=lookback, horizon=horizon, seed=seed, world_size=res.world_size, backend=res.backend,
+                      batch_size=batch_size, resumed=bool(resume)))
     preds = pd.DataFrame({'close': test.closes, 'future_return': test.future_returns, 'target': y}, index=pd.Index(test.dates, name='date'))
     for i, c in enumerate(test.class_names): preds[f'p_{c}'] = proba[:, i]
     for b, p in base.items(): preds[f'{b}_p_up'] = p[:, -1]
@@ -145,7 +158,8 @@ def train_pipeline(
         dropped = [dict(symbol=d['symbol'], date=d['date'], reason=d['reason']) for d in df.attrs.get('dropped', [])]
         dropped += [dict(symbol=k['symbol'], date=None, reason=f"left out: {k.get('reason')}") for k in train.skipped if 'bars' in k]
         metrics['data'].update(symbols=sorted(df.index.unique('symbol')), symbols_trained=sorted(set(train.symbols)),
-                               symbols_test=sorted(set(test.symbols)), span=getattr(train, 'span', {}), dropped=dropped)
+                               symbols_test=sorted(set(test.symbols)), span=getattr(train, 'span', {}), dropped=dropped,
+                               feature_cache_hits=cache_hits)   # per rank: under torchrun only local rank 0 computes
         pd.DataFrame(dropped, columns=['symbol', 'date', 'reason']).to_csv(out / 'dropped.csv', index=False)
         preds.insert(0, 'symbol', test.symbols)
         preds = preds.set_index('symbol', append=True).swaplevel()
@@ -320,7 +334,8 @@ def cmd_train(a) -> int:
     m = train_pipeline(a.data, a.out, epochs=a.epochs, lookback=a.lookback, horizon=a.horizon, seed=a.seed, device=a.device,
                        batch_size=a.batch_size, lr=a.lr, patience=a.patience, cost_bps=a.cost_bps, progress=not a.quiet,
                        on_invalid=a.on_invalid, target=a.target, n_jobs=a.jobs, cache_dir=_cache(a), min_symbols=a.min_symbols,
-                       symbols=a.symbols.split(',') if a.symbols else None, top_k=a.top_k)
+                       symbols=a.symbols.split(',') if a.symbols else None, top_k=a.top_k, dist_backend=a.dist_backend, resume=a.resume)
+    if m is None: return 0   # a rank other than 0 under torchrun: rank 0 reports
     for d in m['data'].get('dropped', []): print(f"dropped: {d['symbol']} {d['date'] or ''} {d['reason']}", file=sys.stderr)
     print_summary(m)
     extra = f"\ndropped: {Path(a.out) / 'dropped.csv'}" if 'dropped' in m['data'] else ''
@@ -451,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  '(default: 80%% of the most ever listed at once)')
     t.add_argument('--symbols', default=None, help='panels: comma-separated symbols to keep (default: all)')
     t.add_argument('--top-k', type=int, default=None, help="panels: names per portfolio leg (default: 20%% of each date's names)")
+    t.add_argument('--resume', action='store_true', help='continue an interrupted run from OUT/checkpoints/last.pt')
+    t.add_argument('--dist-backend', choices=['auto', 'gloo', 'nccl'], default='auto',
+                   help='under torchrun: the process-group backend (default: gloo on the CPU, NCCL on CUDA)')
     t.add_argument('--threads', **threads)
     t.add_argument('--quiet', action='store_true', help='no progress bars')
     t.set_defaults(func=cmd_train)
@@ -492,7 +510,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try: return args.func(args)
     except (DataError, FileNotFoundError, ValueError, RuntimeError) as e:   # DataError, ModelFileError are ValueErrors
-        print(f"trading-nb {args.command}: error: {e}", file=sys.stderr)
+        rank = os.environ.get('RANK') if int(os.environ.get('WORLD_SIZE') or 1) > 1 else None
+        print(f"trading-nb {args.command}{f' (rank {rank})' if rank else ''}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"trading-nb {args.command}: interrupted", file=sys.stderr)

@@ -311,7 +311,7 @@ def chronological_split(
     start = a + gap + (n_val + gap if n_val else 0)
     test = _part(feats, closes, dpos, start, n, lookback, horizon, 'test', **kw) if n_test else None
     for part in (train, val, test):
-        if part is not None: part.span = span
+        if part is not None: part.span, part.features_cache = span, feats.attrs.get('cache')   # where a panel's features came from
     return train, val, test
 
 # %% ../nbs/03_dataset.ipynb #d94260b7
