@@ -584,6 +584,8 @@ def main(argv=None) -> int:
     rows += bench_panel(args.quick)
     import bench_stream                                  # streaming: incremental features, whole streamed bar, many symbols per tick
     rows += bench_stream.bench_incremental(args.quick, Row, timed) + bench_stream.bench_stream(args.quick, Row, timed, train=train)
+    import bench_ddp                                     # torchrun: 1 vs 2 CPU processes; 1 GPU vs all GPUs where CUDA is
+    rows += bench_ddp.bench_ddp(args.quick, Row, timed)
     extra = dict(training=tr_extra, n_train=len(train))
     if args.skip_e2e:
         rows.append(Row('end to end', '`trading-nb train --data sp500 --out DIR` (defaults), wall time', None, 's', 'skipped', None, '-',
