@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from .data import (DataError, PANEL_SAMPLES, SAMPLES, is_panel, load_ohlcv, load_panel, load_sample, sample_path,
                              summarize_ohlcv, summarize_panel)
+from .experiment import add_config_arguments, add_experiment_commands
 
 # %% auto #0
 __all__ = ['XS_KEYS', 'POOLED', 'CROSS', 'cross_sectional_metrics', 'train_pipeline', 'write_report', 'print_summary',
@@ -93,6 +94,11 @@ def train_pipeline(
     top_k: int | None = None,      # panels: names per portfolio leg (default 20% of that date's names)
     dist_backend: str = 'auto',    # under torchrun: 'auto' (gloo on the CPU, NCCL on CUDA), 'gloo' or 'nccl'
     resume: bool = False,          # continue from `out`/checkpoints/last.pt (every rank reads the same file)
+    indicators: list | None = None,  # technical indicator set (default `DEFAULT_INDICATORS`)
+    val_frac: float = 0.15,        # share of rows for validation (early stopping)
+    test_frac: float = 0.15,       # share of rows for the held-out test
+    gap: int = 0,                  # extra bars dropped between parts, beyond lookback + horizon
+    extra: dict | None = None,     # more entries for metrics.json (e.g. a tuning run's `tuning`), written before the report
 ) -> dict | None:
     "Load, validate, featurise, split, train, evaluate against baselines and backtest; write the run into `out` (rank 0 under torchrun; other ranks return `None`)"
     from trading_nb.dataset import chronological_split
@@ -117,9 +123,10 @@ def train_pipeline(
         attrs = df.attrs; df = df.loc[sorted(symbols)]; df.attrs = attrs
     tgt = ('excess' if panel else 'raw') if target == 'auto' else target
     if panel and info.enabled and cache_dir is None: cache_dir = default_cache_dir()   # features once per machine, through the cache
-    extra = dict(n_jobs=n_jobs, cache_dir=cache_dir, min_symbols=min_symbols) if panel else {}
+    panel_kw = dict(n_jobs=n_jobs, cache_dir=cache_dir, min_symbols=min_symbols) if panel else {}
     with local_main_first():   # under torchrun: local rank 0 computes (and caches) the features, then its machine's other ranks
-        train, val, test = chronological_split(df, lookback=lookback, horizon=horizon, target=tgt, **extra)
+        train, val, test = chronological_split(df, lookback=lookback, horizon=horizon, target=tgt, indicators=indicators,
+                                               val_frac=val_frac, test_frac=test_frac, gap=gap, **panel_kw)
     set_seed(seed)
     model = TradingModel(ModelConfig(input_channels=train.n_channels, n_indicators=train.n_indicators, output_dim=train.output_dim,
                                      lookback=lookback, **(model_kwargs or {})))
@@ -168,6 +175,7 @@ def train_pipeline(
         eq, stats = backtest(proba, test.future_returns, test.dates, cost_bps=cost_bps, horizon=horizon)
         metrics['backtest'] = dict(cost_bps=cost_bps, **stats)
     metrics['training']['seconds'] = time.perf_counter() - t0
+    metrics.update(extra or {})
     metrics = _clean(metrics)
     export_model(model, out / 'model.pt', train, metrics=dict(model=metrics['model'], backtest=metrics.get('backtest') or metrics['portfolio']),
                  data=df, data_path=path)
@@ -279,11 +287,13 @@ def write_report(run: str | Path) -> Path:
 <h2>Backtest on the test period</h2>{_stats_html({f"strategy (cost {bt['cost_bps']} bp)": bt['strategy'], 'buy and hold': bt['buy_hold']})}"""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>trading_nb report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}tr.model{{background:#eef5ff;font-weight:bold}}small{{color:#666}}</style></head><body>
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}tr.model{{background:#eef5ff;font-weight:bold}}small{{color:#666}}
+.caution{{background:#fff6e0;padding:.6em 1em;border-left:4px solid #e0a000}}</style></head><body>
 <h1>trading_nb report</h1>
 <p>Data: <code>{d['source']}</code>{sha}, {d['rows']:,} bars, {d['start'][:10]} to {d['end'][:10]}. Test period {d['test'][0][:10]} to {d['test'][1][:10]}
 ({d['test'][2]:,} windows, {d['up_share_test']:.1%} up). Model: {t['parameters']:,} parameters, lookback {t['lookback']}, horizon {t['horizon']},
 {t['epochs_run']} epochs (best {t['best_epoch']}) on {t['device']} ({t['amp']}), seed {t['seed']}.</p>
+{f"<p class=caution><b>Tuned.</b> {m['tuning']['caution']}</p>" if m.get('tuning') else ''}
 {body}
 {''.join(f'<div>{h}</div>' for h in html)}
 </body></html>"""
@@ -326,20 +336,17 @@ def _report_dropped(df: pd.DataFrame, file=None):
     "One line per row or symbol that `--on-invalid drop` dropped"
     for d in df.attrs.get('dropped', []): print(f"dropped: {d['symbol']} {d['date'] or ''} {d['reason']}", file=file or sys.stderr)
 
-def _cache(a) -> Path | None:
-    from trading_nb.panel import default_cache_dir
-    return None if a.cache_dir == 'none' else Path(a.cache_dir) if a.cache_dir else default_cache_dir()
-
 def cmd_train(a) -> int:
-    m = train_pipeline(a.data, a.out, epochs=a.epochs, lookback=a.lookback, horizon=a.horizon, seed=a.seed, device=a.device,
-                       batch_size=a.batch_size, lr=a.lr, patience=a.patience, cost_bps=a.cost_bps, progress=not a.quiet,
-                       on_invalid=a.on_invalid, target=a.target, n_jobs=a.jobs, cache_dir=_cache(a), min_symbols=a.min_symbols,
-                       symbols=a.symbols.split(',') if a.symbols else None, top_k=a.top_k, dist_backend=a.dist_backend, resume=a.resume)
+    "`trading-nb train`: the experiment of `--config` (or the defaults), then the flags given, then `--set`, run by `run_experiment`"
+    from trading_nb.experiment import experiment_from_args, resolved_out, run_experiment
+    exp = experiment_from_args(a)
+    out = resolved_out(exp)
+    m = run_experiment(exp, resume=a.resume)
     if m is None: return 0   # a rank other than 0 under torchrun: rank 0 reports
     for d in m['data'].get('dropped', []): print(f"dropped: {d['symbol']} {d['date'] or ''} {d['reason']}", file=sys.stderr)
     print_summary(m)
-    extra = f"\ndropped: {Path(a.out) / 'dropped.csv'}" if 'dropped' in m['data'] else ''
-    print(f"report: {Path(a.out) / 'report.html'}\nmodel:  {Path(a.out) / 'model.pt'}  ({m['training']['seconds']:.0f} s){extra}")
+    extra = f"\ndropped: {out / 'dropped.csv'}" if 'dropped' in m['data'] else ''
+    print(f"report: {out / 'report.html'}\nconfig: {out / 'config.toml'}\nmodel:  {out / 'model.pt'}  ({m['training']['seconds']:.0f} s){extra}")
     return 0
 
 def _write(frame: pd.DataFrame, out: str):
@@ -443,32 +450,35 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "on a busy machine 1 can be much faster)")
     invalid = dict(choices=['error', 'drop'], default='error', help="panels: stop at the first bad row (error, the default) or drop bad rows "
                                                                     "and symbols, reporting each one (drop)")
-    t = sub.add_parser('train', help='train and evaluate the model; write model.pt, metrics.json, report.html',
-                       description='The whole pipeline: load, validate, features, chronological split, train, evaluate against baselines, backtest.')
-    t.add_argument('--data', default='sp500', help=data_help + ' (default: sp500)')
-    t.add_argument('--out', default='runs/sp500', help='output folder (default: runs/sp500)')
-    t.add_argument('--epochs', type=int, default=15, help='most epochs; early stopping may end sooner (default: 15)')
-    t.add_argument('--lookback', type=int, default=100, help='bars per window (default: 100)')
-    t.add_argument('--horizon', type=int, default=1, help='bars ahead of the predicted move (default: 1)')
-    t.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
-    t.add_argument('--device', **dev)
-    t.add_argument('--batch-size', type=int, default=64, help='batch size (default: 64)')
-    t.add_argument('--lr', type=float, default=1e-3, help='peak learning rate (default: 1e-3)')
-    t.add_argument('--patience', type=int, default=5, help='early-stopping patience in epochs (default: 5)')
-    t.add_argument('--cost-bps', type=float, default=1.0, help='backtest cost per unit of position change, basis points (default: 1)')
-    t.add_argument('--on-invalid', **invalid)
-    t.add_argument('--target', choices=['auto', 'raw', 'excess'], default='auto',
+    t = sub.add_parser('train', help='train and evaluate the model; write model.pt, metrics.json, report.html, config.toml',
+                       description='The whole pipeline: load, validate, features, chronological split, train, evaluate against baselines, backtest. '
+                                   'The run is an experiment: --config FILE reads one (TOML), flags given here override its keys, --set overrides any key, '
+                                   'and the run folder gets the resolved experiment as config.toml.')
+    add_config_arguments(t)   # defaults are None: only the flags given override the file (the defaults are the experiment's)
+    t.add_argument('--data', default=None, help=data_help + ' (default: sp500)')
+    t.add_argument('--out', default=None, help="output folder (default: the experiment's out, else runs/<data name>, e.g. runs/sp500)")
+    t.add_argument('--epochs', type=int, default=None, help='most epochs; early stopping may end sooner (default: 15)')
+    t.add_argument('--lookback', type=int, default=None, help='bars per window (default: 100)')
+    t.add_argument('--horizon', type=int, default=None, help='bars ahead of the predicted move (default: 1)')
+    t.add_argument('--seed', type=int, default=None, help='random seed (default: 0)')
+    t.add_argument('--device', **{**dev, 'default': None})
+    t.add_argument('--batch-size', type=int, default=None, help='batch size (default: 64)')
+    t.add_argument('--lr', type=float, default=None, help='peak learning rate (default: 1e-3)')
+    t.add_argument('--patience', type=int, default=None, help='early-stopping patience in epochs (default: 5)')
+    t.add_argument('--cost-bps', type=float, default=None, help='backtest cost per unit of position change, basis points (default: 1)')
+    t.add_argument('--on-invalid', **{**invalid, 'default': None})
+    t.add_argument('--target', choices=['auto', 'raw', 'excess'], default=None,
                    help="what the direction classes are of: the raw move, or the move relative to the date's cross-sectional mean "
-                        "(excess, panels only); auto: excess for a panel, raw for a series")
-    t.add_argument('--jobs', type=int, default=1, help='panels: processes computing features (default: 1; -1: one per core)')
+                        "(excess, panels only); auto (the default): excess for a panel, raw for a series")
+    t.add_argument('--jobs', type=int, default=None, help='panels: processes computing features (default: 1; -1: one per core)')
     t.add_argument('--cache-dir', default=None, help="panels: feature cache folder (default: $TRADING_NB_CACHE or ~/.cache/trading_nb; 'none': no cache)")
     t.add_argument('--min-symbols', type=int, default=None, help='panels: split the span where at least this many symbols are listed '
                                                                  '(default: 80%% of the most ever listed at once)')
     t.add_argument('--symbols', default=None, help='panels: comma-separated symbols to keep (default: all)')
     t.add_argument('--top-k', type=int, default=None, help="panels: names per portfolio leg (default: 20%% of each date's names)")
     t.add_argument('--resume', action='store_true', help='continue an interrupted run from OUT/checkpoints/last.pt')
-    t.add_argument('--dist-backend', choices=['auto', 'gloo', 'nccl'], default='auto',
-                   help='under torchrun: the process-group backend (default: gloo on the CPU, NCCL on CUDA)')
+    t.add_argument('--dist-backend', choices=['auto', 'gloo', 'nccl'], default=None,
+                   help='under torchrun: the process-group backend (default: auto, gloo on the CPU and NCCL on CUDA)')
     t.add_argument('--threads', **threads)
     t.add_argument('--quiet', action='store_true', help='no progress bars')
     t.set_defaults(func=cmd_train)
@@ -500,6 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--data', default='sp500', help=data_help + ' (default: sp500)')
     s.add_argument('--on-invalid', **invalid)
     s.set_defaults(func=cmd_summary)
+    add_experiment_commands(sub)   # tune and compare (09_experiment)
     return p
 
 def main(argv: list[str] | None = None) -> int:
