@@ -196,6 +196,16 @@ def test_tune_resumes_after_interruption(work):
     scored = dict(zip(complete.number, complete.value))
     assert all(scored[n] == v for n, v in kept)   # the trials finished before the interruption are kept, not rerun
 
+    # a process killed mid-trial leaves it RUNNING in tune.db: the next run marks it failed and runs one in its place
+    import optuna
+    study = optuna.load_study(study_name="trading_nb", storage=f"sqlite:///{db}")
+    killed = study.ask().number
+    r = cli("tune", "--config", "resume.toml", "--trials", "7", cwd=d)
+    assert r.returncode == 0, r.stderr[-3000:]
+    trials = pd.read_csv(d / "runs" / "r" / "trials.csv").set_index("number")
+    assert trials.loc[killed, "state"] == "FAIL" and (trials.state == "COMPLETE").sum() == 7
+    assert metrics(d / "runs" / "r")["tuning"]["n_trials"] == 7
+
 def test_resume_refuses_another_experiment(work):
     d, _ = work
     r = cli("tune", "--config", "tune.toml", "--set", "model.num_layers=2", cwd=d)   # runs/t holds the search of tune.toml
