@@ -21,7 +21,7 @@ def job(argv=None):
     from torch import nn
     from trading_nb.data import load_sample
     from trading_nb.dataset import batches, chronological_split
-    from trading_nb.distributed import ShardedBatches, barrier, init_distributed, synced_batchnorm
+    from trading_nb.distributed import ShardedBatches, barrier, init_distributed, synced_batchnorm, wrap_ddp
     from trading_nb.model import ModelConfig, TradingModel
     from trading_nb.train import amp_dtype_for, set_seed, train_epoch
     info, dev = init_distributed(a.device)
@@ -33,7 +33,7 @@ def job(argv=None):
     def loader(seed):
         return (ShardedBatches(train, a.batch_size, seed, device=dev) if info.enabled else batches(train, a.batch_size, shuffle=True, seed=seed, device=dev))
     with synced_batchnorm(model) if info.enabled else nullcontext():
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == 'cuda' else None, broadcast_buffers=False) if info.enabled else model
+        net = wrap_ddp(model, dev) if info.enabled else model
         def run(k, seed):
             train_epoch(net, itertools.islice(iter(loader(seed)), k), opt, dev, crit, None, amp, None, 1.0)
             if dev.type == 'cuda': torch.cuda.synchronize(dev)

@@ -15,7 +15,7 @@ from torch import nn
 torch.set_num_threads(1)
 from trading_nb.data import make_synthetic
 from trading_nb.dataset import batches, chronological_split
-from trading_nb.distributed import ShardedBatches, all_reduce_sum, barrier, dist_info, init_distributed, synced_batchnorm
+from trading_nb.distributed import ShardedBatches, all_reduce_sum, barrier, dist_info, init_distributed, synced_batchnorm, wrap_ddp
 from trading_nb.model import ModelConfig, TradingModel
 from trading_nb.train import class_weights, fit, set_seed, setup_training, train_epoch
 
@@ -44,7 +44,7 @@ def step(a):
     s = setup_training(model, dev, weights=class_weights(tr.targets, tr.n_classes))
     if info.enabled:
         with synced_batchnorm(model):
-            net = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
+            net = wrap_ddp(model, dev)
             first = next(iter(ShardedBatches(tr, 64, seed=1)))
             stats = train_epoch(net, [first], s.optimizer, dev, s.criterion, s.scaler)
     else:

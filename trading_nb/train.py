@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef, roc_auc_score
 from .dataset import _gather, _on_device, batches
 from .distributed import (ShardedBatches, all_gather_objects, all_gather_rows, all_reduce_sum, dist_info, init_distributed,
-                                    shard_range, synced_batchnorm)
+                                    shard_range, synced_batchnorm, wrap_ddp)
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'get_device', 'set_seed', 'cpu_bf16_native', 'amp_dtype_for', 'TrainingSetup', 'class_weights',
@@ -307,10 +307,7 @@ def fit(
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     bar = tqdm(range(start, epochs), desc='fit', disable=not (progress and info.main), initial=start, total=epochs)
     with synced_batchnorm(model) if info.enabled else nullcontext():
-        if info.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-            net = DistributedDataParallel(model, device_ids=[s.device.index] if s.device.type == 'cuda' else None, broadcast_buffers=False)
-        else: net = model
+        net = wrap_ddp(model, s.device) if info.enabled else model
         for epoch in bar:
             eseed = seed * 100_003 + epoch
             loader = (ShardedBatches(train, batch_size, eseed, device=s.device) if info.enabled
