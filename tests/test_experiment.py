@@ -130,6 +130,7 @@ def test_compare_series_and_panel_runs(work):
     pm = metrics(d / "runs" / "p")
     assert f"{pm['model']['rank_ic']:.3f} [" in out and "long-short" in out
     for row in ("model.hidden_size", "training.epochs", "training.lr", "split.gap", "ROC AUC", "Sharpe", "Caution: 3 runs"): assert row in out, row
+    assert "cpu fp32, 1 process" in out and "training.progress" not in out   # how each run trained; display settings are not differences
     html = (d / "cmp.html").read_text()
     assert html.count("plotly-graph-div") == 2 and "a (strategy)" in html and "p (long-short)" in html and "equal weight" in html
     assert str(d) not in html   # no local paths on the page

@@ -482,7 +482,8 @@ def comparison_table(
     if not runs: raise ValueError("no runs to compare")
     keys = list(dict.fromkeys(k for r in runs for k in r['settings']))
     show = lambda v: '' if v is None else json.dumps(v) if isinstance(v, (list, dict)) else v
-    differ = [k for k in keys if len({json.dumps(r['settings'].get(k), default=str) for r in runs}) > 1]
+    differ = [k for k in keys if len({json.dumps(r['settings'].get(k), default=str) for r in runs}) > 1
+              and k not in ('training.progress', 'training.threads')]   # how a run was shown or threaded, not what it was
     rows = {}
     for k in ([k for k in KEY_SETTINGS if k in keys] + [k for k in differ if k not in KEY_SETTINGS]):
         rows[k] = [show(r['settings'].get(k, '')) for r in runs]
@@ -496,7 +497,13 @@ def comparison_table(
     rows['best baseline (AUC)'] = [_best_baseline(r['metrics']) for r in runs]
     rows['test period'] = [f"{r['metrics']['data']['test'][0][:10]} .. {r['metrics']['data']['test'][1][:10]} ({r['metrics']['data']['test'][2]:,} windows)" for r in runs]
     rows['trials (tuned)'] = [str(r['metrics']['tuning']['n_trials']) if 'tuning' in r['metrics'] else '' for r in runs]
+    rows['trained on'] = [_trained_on(r['metrics'].get('training', {})) for r in runs]
     return pd.DataFrame(rows, index=_names(runs)).T
+
+def _trained_on(t: dict) -> str:
+    "Device, precision and processes of a run, e.g. 'cpu fp32, 2 processes (gloo)'"
+    n = t.get('world_size') or 1
+    return f"{t.get('device', '?')} {t.get('amp', '')}, " + (f"{n} processes ({t.get('backend')})" if n > 1 else '1 process')
 
 def comparison_caution(runs: list) -> str:
     "The multiple-testing caution that goes with a comparison"
