@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef, roc_auc_score
 from .dataset import _gather, _on_device, batches
 from .distributed import (ShardedBatches, all_gather_objects, all_gather_rows, all_reduce_sum, dist_info, init_distributed,
-                                    shard_range, synced_batchnorm, wrap_ddp)
+                                    n_steps, shard_range, synced_batchnorm, wrap_ddp)
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'get_device', 'set_seed', 'cpu_bf16_native', 'amp_dtype_for', 'TrainingSetup', 'class_weights',
@@ -291,8 +291,7 @@ def fit(
     set_seed(seed)
     weights = class_weights(train.targets, train.n_classes) if balanced and not regression else None
     s = setup_training(model, device, lr, weight_decay, amp, weights, regression)
-    full, last = divmod(len(train), batch_size)
-    steps = full + (last >= info.world_size)   # a last global batch smaller than the world is dropped (1 process: ceil)
+    steps = n_steps(len(train), batch_size, info.world_size)   # a last global batch smaller than the world is dropped (1 process: ceil)
     sched = (torch.optim.lr_scheduler.OneCycleLR(s.optimizer, max_lr=lr, total_steps=epochs * steps, pct_start=0.25) if epochs * steps >= 8
              else torch.optim.lr_scheduler.LambdaLR(s.optimizer, lambda _: 1.0))   # too few steps for a warm-up and an annealing phase
     rows, best_score, best_epoch, best_state, wait, start = [], math.inf, -1, None, 0, 0
