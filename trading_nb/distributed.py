@@ -14,7 +14,7 @@ from torch import nn
 from .dataset import Batches, TradingDataset, _gather
 
 # %% auto #0
-__all__ = ['DistInfo', 'dist_info', 'resolve_backend', 'cleanup', 'init_distributed', 'barrier', 'local_main_first',
+__all__ = ['DistInfo', 'dist_info', 'get_device', 'resolve_backend', 'cleanup', 'init_distributed', 'barrier', 'local_main_first',
            'all_reduce_sum', 'all_gather_objects', 'all_gather_rows', 'shard_range', 'n_steps', 'ShardedBatches',
            'DistBatchNorm1d', 'synced_batchnorm', 'wrap_ddp']
 
@@ -44,6 +44,20 @@ def dist_info() -> DistInfo:
     if dist.is_available() and dist.is_initialized():
         return DistInfo(dist.get_rank(), world_size=dist.get_world_size(), backend=dist.get_backend(), **local)
     return DistInfo(_env_int('RANK', 0), world_size=_env_int('WORLD_SIZE', 1), **local)
+
+# %% ../nbs/05a_distributed.ipynb #9145e72f
+def get_device(device: str | torch.device | None = 'auto') -> torch.device:
+    "The device to train on: `auto` picks CUDA, then Apple MPS, then the CPU"
+    if device is None or str(device) == 'auto':
+        if torch.cuda.is_available(): return torch.device('cuda')
+        mps = getattr(torch.backends, 'mps', None)
+        return torch.device('mps' if mps is not None and mps.is_available() else 'cpu')
+    d = torch.device(device)
+    if d.type == 'cuda' and not torch.cuda.is_available(): raise RuntimeError("device 'cuda' was asked for, but torch sees no CUDA device")
+    if d.type == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
+        raise RuntimeError("device 'mps' was asked for, but it is not available")
+    return d
+
 
 # %% ../nbs/05a_distributed.ipynb #3f934ae7
 def resolve_backend(
@@ -87,7 +101,6 @@ def init_distributed(
     global _STARTED
     info = dist_info()
     if not info.enabled:
-        from trading_nb.train import get_device
         if backend not in ('auto', 'gloo', 'nccl'): raise ValueError(f"backend must be 'auto', 'gloo' or 'nccl', got {backend!r}")
         return info, get_device(device)
     name, dev = resolve_backend(device, backend, info.local_rank)

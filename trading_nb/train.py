@@ -16,27 +16,15 @@ from torch import nn
 from tqdm.auto import tqdm
 from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef, roc_auc_score
 from .dataset import _gather, _on_device, batches
-from .distributed import (ShardedBatches, all_gather_objects, all_gather_rows, all_reduce_sum, dist_info, init_distributed,
-                                    n_steps, shard_range, synced_batchnorm, wrap_ddp)
+from .distributed import (ShardedBatches, all_gather_objects, all_gather_rows, all_reduce_sum, dist_info, get_device,
+                                    init_distributed, n_steps, shard_range, synced_batchnorm, wrap_ddp)
 
 # %% auto #0
-__all__ = ['CHECKPOINT_FORMAT', 'get_device', 'set_seed', 'cpu_bf16_native', 'amp_dtype_for', 'TrainingSetup', 'class_weights',
+__all__ = ['CHECKPOINT_FORMAT', 'set_seed', 'cpu_bf16_native', 'amp_dtype_for', 'TrainingSetup', 'class_weights',
            'setup_training', 'train_epoch', 'predict_batches', 'predict_dataset', 'validate', 'score_predictions',
            'save_atomic', 'FitResult', 'fit', 'load_checkpoint']
 
 # %% ../nbs/05_train.ipynb #a898fd62
-def get_device(device: str | torch.device | None = 'auto') -> torch.device:
-    "The device to train on: `auto` picks CUDA, then Apple MPS, then the CPU"
-    if device is None or str(device) == 'auto':
-        if torch.cuda.is_available(): return torch.device('cuda')
-        mps = getattr(torch.backends, 'mps', None)
-        return torch.device('mps' if mps is not None and mps.is_available() else 'cpu')
-    d = torch.device(device)
-    if d.type == 'cuda' and not torch.cuda.is_available(): raise RuntimeError("device 'cuda' was asked for, but torch sees no CUDA device")
-    if d.type == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
-        raise RuntimeError("device 'mps' was asked for, but it is not available")
-    return d
-
 def set_seed(seed: int = 0):
     "Seed Python, NumPy and torch (all devices): the one place a run's randomness comes from"
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
