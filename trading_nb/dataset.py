@@ -15,8 +15,9 @@ from .features import DEFAULT_INDICATORS, feature_columns, make_features, normal
 from .panel import panel_features
 
 # %% auto #0
-__all__ = ['TASKS', 'TARGETS', 'direction_classes', 'class_names', 'is_ohlcv', 'prepare_features', 'TradingDataset',
-           'changed_windows', 'chronological_split', 'walk_forward', 'collate_batch', 'Batches', 'batches']
+__all__ = ['TASKS', 'TARGETS', 'SAMPLERS', 'direction_classes', 'class_names', 'is_ohlcv', 'prepare_features', 'TradingDataset',
+           'changed_windows', 'chronological_split', 'walk_forward', 'shard_range', 'n_steps', 'BlockSampler',
+           'collate_batch', 'Batches', 'batches']
 
 # %% ../nbs/03_dataset.ipynb #5c81da49
 TASKS = ('classification', 'regression')
@@ -227,6 +228,11 @@ def __getitems__(self: TradingDataset, idx: Sequence[int]) -> dict:
     "A batch of windows as one dict of stacked tensors, gathered at once"
     return _gather(self._rows, self._start, self._ind, self.targets, self._index(idx))
 
+@patch
+def targets_at(self: TradingDataset, idx) -> torch.Tensor:
+    "The targets of windows `idx` alone (no inputs gathered)"
+    return self.targets.index_select(0, self._index(idx).cpu())
+
 # %% ../nbs/03_dataset.ipynb #6dff604d
 @patch
 def class_balance(self: TradingDataset) -> pd.DataFrame:
@@ -253,28 +259,48 @@ def changed_windows(
     return np.flatnonzero(changed[a.last + 1] - changed[a.last + 1 - a.lookback] > 0)   # a window is touched iff a row of its span changed
 
 # %% ../nbs/03_dataset.ipynb #47e648c3
+def _listed_span(first: np.ndarray, last: np.ndarray, n_dates: int, min_symbols: int | None = None) -> tuple[int, int, int]:
+    "First and last calendar position where at least `min_symbols` symbols are listed (default 80% of the most ever listed at once), and that count"
+    if min_symbols is not None and not 1 <= min_symbols <= len(first):
+        raise ValueError(f"min_symbols must be between 1 and the {len(first)} symbols with features, got {min_symbols}")
+    # symbols listed on each date (between their first and last feature row), by a difference array over the calendar
+    listed = np.cumsum(np.bincount(first, minlength=n_dates + 1) - np.bincount(last + 1, minlength=n_dates + 1))[:n_dates]
+    k = math.ceil(0.8 * listed.max()) if min_symbols is None else int(min_symbols)
+    ok = np.flatnonzero(listed >= k)
+    return int(ok[0]), int(ok[-1]), k
+
 def _date_positions(feats: pd.DataFrame, min_symbols: int | None = None) -> tuple[np.ndarray, int, dict]:
     "Each row's position on the calendar that is cut (a series: its row number; -1 outside the span), the number of dates, and the span"
     if not _is_panel_index(feats.index): return np.arange(len(feats)), len(feats), {}
     d = feats.index.get_level_values('date')
     dates, pos = np.unique(d, return_inverse=True)
     names, starts, ends = _segments(feats.index)
-    if min_symbols is not None and not 1 <= min_symbols <= len(names):
-        raise ValueError(f"min_symbols must be between 1 and the {len(names)} symbols with features, got {min_symbols}")
-    # symbols listed on each date (between their first and last feature row), by a difference array over the calendar
-    first, last = pos[starts], pos[ends - 1]
-    listed = np.cumsum(np.bincount(first, minlength=len(dates) + 1) - np.bincount(last + 1, minlength=len(dates) + 1))[:len(dates)]
-    k = math.ceil(0.8 * listed.max()) if min_symbols is None else int(min_symbols)
-    ok = np.flatnonzero(listed >= k)
-    lo, hi = ok[0], ok[-1]
+    lo, hi, k = _listed_span(pos[starts], pos[ends - 1], len(dates), min_symbols)
     span = dict(min_symbols=k, start=str(dates[lo])[:10], end=str(dates[hi])[:10], rows_outside=int(((pos < lo) | (pos > hi)).sum()))
     return np.where((pos >= lo) & (pos <= hi), pos - lo, -1), int(hi - lo + 1), span
 
+def _check_fractions(val_frac: float, test_frac: float, gap: int):
+    "Refuse split fractions that leave nothing to train on, and a negative gap"
+    for name, f in (('val_frac', val_frac), ('test_frac', test_frac)):
+        if not 0 <= f < 1: raise ValueError(f"{name} must be in [0, 1), got {f}")
+    if val_frac + test_frac >= 1: raise ValueError(f"val_frac + test_frac must leave rows to train on, got {val_frac + test_frac}")
+    if gap < 0: raise ValueError(f"gap must be >= 0, got {gap}")
+
+def _cuts(n: int, val_frac: float, test_frac: float, gap: int) -> list:
+    "`(name, start, stop)` date (row) positions of the train, validation and test blocks of a calendar of `n`; None for an empty part"
+    n_test, n_val = round(n * test_frac), round(n * val_frac)
+    a = n - n_test - n_val - gap * ((n_val > 0) + (n_test > 0))   # end of the training block
+    start = a + gap + (n_val + gap if n_val else 0)
+    return [('train', 0, a), ('validation', a + gap, a + gap + n_val) if n_val else None, ('test', start, n) if n_test else None]
+
+def _check_part(start: int, stop: int, lookback: int, horizon: int, name: str, what: str):
+    "A clear error when a part's block of dates (or rows) is too short for one window"
+    if stop - start < lookback + horizon:
+        raise DataError(f"the {name} part has {max(stop - start, 0)} {what}, fewer than lookback + horizon = {lookback + horizon}; use more data or other fractions")
+
 def _part(feats, closes, dpos, start, stop, lookback, horizon, name, **kw) -> TradingDataset:
     "The dataset on the rows whose date position lies in `start:stop` (every symbol's), with a clear error when the block is too short"
-    if stop - start < lookback + horizon:
-        what = 'dates' if _is_panel_index(feats.index) else 'rows'
-        raise DataError(f"the {name} part has {max(stop - start, 0)} {what}, fewer than lookback + horizon = {lookback + horizon}; use more data or other fractions")
+    _check_part(start, stop, lookback, horizon, name, 'dates' if _is_panel_index(feats.index) else 'rows')
     rows = (dpos >= start) & (dpos < stop)
     return TradingDataset(feats[rows], lookback=lookback, horizon=horizon, close=closes[rows], **kw)
 
@@ -295,24 +321,19 @@ def chronological_split(
 ) -> tuple:
     "Train, validation and test `TradingDataset`s in time order (a panel: by calendar date, for all symbols at once), separated by at least `lookback + horizon` bars"
     _check_window(lookback, horizon)
-    for name, f in (('val_frac', val_frac), ('test_frac', test_frac)):
-        if not 0 <= f < 1: raise ValueError(f"{name} must be in [0, 1), got {f}")
-    if val_frac + test_frac >= 1: raise ValueError(f"val_frac + test_frac must leave rows to train on, got {val_frac + test_frac}")
-    if gap < 0: raise ValueError(f"gap must be >= 0, got {gap}")
+    _check_fractions(val_frac, test_frac, gap)
     spec = list(DEFAULT_INDICATORS if indicators is None else indicators)
     feats, closes = prepare_features(data, spec, close, min_rows=lookback + horizon, n_jobs=n_jobs, cache_dir=cache_dir)
     dpos, n, span = _date_positions(feats, min_symbols)   # a panel is cut on its calendar: the same cut dates for every symbol
-    n_test, n_val = round(n * test_frac), round(n * val_frac)
-    a = n - n_test - n_val - gap * ((n_val > 0) + (n_test > 0))   # end of the training block
     kw = dict(indicators=spec, **dataset_kwargs)
-    train = _part(feats, closes, dpos, 0, a, lookback, horizon, 'train', scaler=scaler, **kw)
-    kw['scaler'] = train.scaler
-    val = _part(feats, closes, dpos, a + gap, a + gap + n_val, lookback, horizon, 'validation', **kw) if n_val else None
-    start = a + gap + (n_val + gap if n_val else 0)
-    test = _part(feats, closes, dpos, start, n, lookback, horizon, 'test', **kw) if n_test else None
-    for part in (train, val, test):
+    parts = []
+    for cut in _cuts(n, val_frac, test_frac, gap):   # the training part first: its scaler serves the others
+        parts.append(None if cut is None else _part(feats, closes, dpos, cut[1], cut[2], lookback, horizon, cut[0],
+                                                    scaler=parts[0].scaler if parts else scaler, **kw))
+    for part in parts:
         if part is not None: part.span, part.features_cache = span, feats.attrs.get('cache')   # where a panel's features came from
-    return train, val, test
+    return tuple(parts)
+
 
 # %% ../nbs/03_dataset.ipynb #d94260b7
 def walk_forward(
@@ -355,13 +376,84 @@ def walk_forward(
             yield tr, te
     return folds()
 
+# %% ../nbs/03_dataset.ipynb #0f3aa483
+SAMPLERS = ('permutation', 'blocks')
+
+def shard_range(n: int, rank: int, world_size: int) -> range:
+    "The contiguous slice of `range(n)` that `rank` owns: sizes differ by at most one, in rank order"
+    if not 0 <= rank < world_size: raise ValueError(f"rank {rank} is outside a world of {world_size}")
+    q, r = divmod(n, world_size)
+    start = rank * q + min(rank, r)
+    return range(start, start + q + (rank < r))
+
+def n_steps(n: int, batch_size: int, world_size: int = 1) -> int:
+    "Global steps in an epoch of `n` windows: the full batches, and a last one if it holds a window per rank (one process: ceil)"
+    full, last = divmod(n, batch_size)
+    return full + (last >= world_size)
+
+class BlockSampler:
+    "Batches of window indices in shuffled blocks, shuffled again `mix` blocks at a time: memory O(blocks), deterministic per seed and epoch"
+    def __init__(self,
+        n: int,                  # number of windows
+        batch_size: int = 64,    # the global batch (under torchrun: split across the ranks)
+        seed: int = 0,           # with `epoch`, decides the order
+        epoch: int = 0,          # each epoch its own order (see `set_epoch`)
+        shuffle: bool = True,    # False: the windows in order
+        block_size: int = 1024,  # consecutive windows per block
+        mix: int = 64,           # blocks pooled and shuffled together
+        rank: int = 0,           # this process's rank
+        world_size: int = 1,     # processes sharing each global batch
+        drop_last: bool = False, # one process: drop a last, smaller batch
+    ):
+        for name, v in (('n', n), ('batch_size', batch_size), ('block_size', block_size), ('mix', mix)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if name == 'n' else 1):
+                raise ValueError(f"{name} must be a {'non-negative' if name == 'n' else 'positive'} integer, got {v!r}")
+        shard_range(batch_size, rank, world_size)   # checks the rank
+        if batch_size < world_size: raise ValueError(f"batch_size {batch_size} must hold at least one window per rank ({world_size} ranks)")
+        self.n, self.batch_size, self.seed, self.epoch, self.shuffle = int(n), int(batch_size), int(seed), int(epoch), shuffle
+        self.block_size, self.mix, self.rank, self.world_size, self.drop_last = int(block_size), int(mix), rank, world_size, drop_last
+
+    def set_epoch(self, epoch: int):
+        "Draw the order of epoch `epoch` next"
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        "Steps in an epoch (the same on every rank)"
+        return self.n // self.batch_size if self.drop_last and self.world_size == 1 else n_steps(self.n, self.batch_size, self.world_size)
+
+    def _pools(self) -> Iterator[np.ndarray]:
+        "The epoch's window indices, one pool of `mix` blocks at a time"
+        n_blocks = -(-self.n // self.block_size)
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(n_blocks) if self.shuffle else np.arange(n_blocks)
+        for p, g in enumerate(range(0, n_blocks, self.mix)):
+            starts = order[g:g + self.mix] * self.block_size
+            idx = (starts[:, None] + np.arange(self.block_size)).ravel()
+            idx = idx[idx < self.n]                               # the last block may be short
+            yield np.random.default_rng([self.seed, self.epoch, p]).permutation(idx) if self.shuffle else idx
+
+    def global_batches(self) -> Iterator[torch.Tensor]:
+        "Each step's global batch of window indices (the same on every rank)"
+        steps, b, buf, done = len(self), self.batch_size, np.empty(0, dtype=np.int64), 0
+        for pool in self._pools():
+            buf = np.concatenate([buf, pool])
+            while len(buf) >= b and done < steps:
+                yield torch.from_numpy(buf[:b].copy()); buf, done = buf[b:], done + 1
+        if done < steps and len(buf): yield torch.from_numpy(buf)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        "This rank's slice of each global batch"
+        for glob in self.global_batches():
+            r = shard_range(len(glob), self.rank, self.world_size)
+            yield glob[r.start:r.stop]
+
 # %% ../nbs/03_dataset.ipynb #87106ca3
 def collate_batch(batch: dict) -> dict:
     "`collate_fn` for a torch `DataLoader` over a `TradingDataset`: `__getitems__` has batched already"
     return batch
 
-def _on_device(ds: TradingDataset, device: torch.device) -> tuple:
-    "The windows, indicators and targets to gather from, and whether they are on `device` (else on the CPU)"
+def _on_device(ds, device: torch.device) -> tuple:
+    "The windows, indicators and targets of a `TradingDataset` to gather from, and whether they are on `device` (else on the CPU); `(None, False)` for another dataset"
+    if not isinstance(ds, TradingDataset): return None, False   # e.g. a store: batches come from its own `__getitems__`
     tensors = (ds._rows, ds._start, ds._ind, ds.targets)
     if device.type == 'cpu': return tensors, True
     nbytes = sum(t.numel() * t.element_size() for t in (ds.matrix, ds._start, ds._ind, ds.targets))
@@ -370,11 +462,14 @@ def _on_device(ds: TradingDataset, device: torch.device) -> tuple:
     return (m.unfold(0, ds.lookback, 1).transpose(1, 2), ds._start.to(device), ds._ind.to(device), ds.targets.to(device)), True
 
 class Batches:
-    "Re-iterable batches of a `TradingDataset`: a permutation of windows and one gather per batch"
-    def __init__(self, ds: TradingDataset, batch_size: int = 64, shuffle: bool = False, seed: int = 0,
-                 device: str | torch.device = 'cpu', drop_last: bool = False):
+    "Re-iterable batches of a dataset: window indices in a fresh order each pass (a permutation or shuffled blocks), one gather per batch"
+    def __init__(self, ds, batch_size: int = 64, shuffle: bool = False, seed: int = 0,
+                 device: str | torch.device = 'cpu', drop_last: bool = False, sampler: str = 'auto', block_size: int = 1024, mix: int = 64):
         if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if sampler not in SAMPLERS + ('auto',): raise ValueError(f"sampler must be 'auto' or one of {SAMPLERS}, got {sampler!r}")
         self.ds, self.batch_size, self.shuffle, self.drop_last = ds, int(batch_size), shuffle, drop_last
+        self.sampler = ('permutation' if isinstance(ds, TradingDataset) else 'blocks') if sampler == 'auto' else sampler
+        self.block_size, self.mix, self.world_size = block_size, mix, 1
         self.device = torch.device(device)
         self.generator = torch.Generator().manual_seed(seed)
         self.tensors, self.on_device = _on_device(ds, self.device)
@@ -384,23 +479,39 @@ class Batches:
         n, b = len(self.ds), self.batch_size
         return n // b if self.drop_last else -(-n // b)
 
-    def __iter__(self) -> Iterator[dict]:
-        "One pass over the windows, in a fresh order when shuffling"
-        n = len(self.ds)
+    def _orders(self) -> Iterator[torch.Tensor]:
+        "The window indices of each global batch of one pass"
+        n, b = len(self.ds), self.batch_size
+        if self.shuffle and self.sampler == 'blocks':   # the pass's seed comes from the generator, so passes differ and repeat with the seed
+            seed = int(torch.randint(0, 2 ** 62, (1,), generator=self.generator))
+            yield from BlockSampler(n, b, seed, block_size=self.block_size, mix=self.mix, world_size=self.world_size,
+                                    drop_last=self.drop_last).global_batches()
+            return
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         if self.on_device: order = order.to(self.device)
-        for s in range(0, len(self) * self.batch_size, self.batch_size):
-            b = _gather(*self.tensors, order[s:s + self.batch_size])
-            if not self.on_device: b = {k: v.pin_memory().to(self.device, non_blocking=True) for k, v in b.items()}
-            yield b
+        for s in range(0, len(self) * b, b): yield order[s:s + b]
+
+    def _fetch(self, idx: torch.Tensor) -> dict:
+        "The batch at window indices `idx`, on the device"
+        if self.tensors is None: b = self.ds.__getitems__(idx.cpu())
+        else: b = _gather(*self.tensors, idx.to(self.device) if self.on_device else idx.cpu())
+        if self.on_device or self.device.type == 'cpu': return b
+        return {k: v.pin_memory().to(self.device, non_blocking=True) for k, v in b.items()}
+
+    def __iter__(self) -> Iterator[dict]:
+        "One pass over the windows, in a fresh order when shuffling"
+        for idx in self._orders(): yield self._fetch(idx)
 
 def batches(
-    ds: TradingDataset,                   # the dataset
+    ds,                                   # the dataset (a `TradingDataset`, or any with `__getitems__`, e.g. a store's)
     batch_size: int = 64,                 # windows per batch
-    shuffle: bool = False,                # a fresh permutation on each pass
-    seed: int = 0,                        # seed of the permutations
+    shuffle: bool = False,                # a fresh order on each pass
+    seed: int = 0,                        # seed of the orders
     device: str | torch.device = 'cpu',   # where batches are delivered (and gathered, when the data fits there)
     drop_last: bool = False,              # drop a last, smaller batch
+    sampler: str = 'auto',                # 'permutation', 'blocks' (`BlockSampler`), or 'auto': a permutation in memory, blocks otherwise
+    block_size: int = 1024,               # blocks: consecutive windows per block
+    mix: int = 64,                        # blocks: blocks shuffled together
 ) -> Batches:
-    "Dict batches of `ds` (`sequence`, `indicators`, `target`): permuted indices and one gather per batch"
-    return Batches(ds, batch_size, shuffle, seed, device, drop_last)
+    "Dict batches of `ds` (`sequence`, `indicators`, `target`): ordered indices and one gather per batch"
+    return Batches(ds, batch_size, shuffle, seed, device, drop_last, sampler, block_size, mix)

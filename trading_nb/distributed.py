@@ -11,12 +11,12 @@ from typing import Iterator
 import torch
 import torch.distributed as dist
 from torch import nn
-from .dataset import Batches, TradingDataset, _gather
+from .dataset import Batches, TradingDataset, n_steps, shard_range
 
 # %% auto #0
 __all__ = ['DistInfo', 'dist_info', 'get_device', 'resolve_backend', 'cleanup', 'init_distributed', 'barrier', 'local_main_first',
-           'all_reduce_sum', 'all_gather_objects', 'all_gather_rows', 'shard_range', 'n_steps', 'ShardedBatches',
-           'DistBatchNorm1d', 'synced_batchnorm', 'wrap_ddp']
+           'all_reduce_sum', 'all_gather_objects', 'all_gather_rows', 'ShardedBatches', 'DistBatchNorm1d',
+           'synced_batchnorm', 'wrap_ddp']
 
 # %% ../nbs/05a_distributed.ipynb #48fd697c
 @dataclass(frozen=True)
@@ -156,29 +156,19 @@ def all_gather_rows(t: torch.Tensor) -> torch.Tensor:
     dist.all_gather(parts, pad)
     return torch.cat([p[:n] for p, n in zip(parts, sizes)])
 
-def shard_range(n: int, rank: int, world_size: int) -> range:
-    "The contiguous slice of `range(n)` that `rank` owns: sizes differ by at most one, in rank order"
-    if not 0 <= rank < world_size: raise ValueError(f"rank {rank} is outside a world of {world_size}")
-    q, r = divmod(n, world_size)
-    start = rank * q + min(rank, r)
-    return range(start, start + q + (rank < r))
-
 # %% ../nbs/05a_distributed.ipynb #3a94a3ca
-def n_steps(n: int, batch_size: int, world_size: int = 1) -> int:
-    "Global steps in an epoch of `n` windows: the full batches, and a last one if it holds a window per rank (one process: ceil)"
-    full, last = divmod(n, batch_size)
-    return full + (last >= world_size)
-
 class ShardedBatches(Batches):
-    "This rank's slice of each global batch of a seeded permutation of `ds` (`DistributedSampler` for `batches`)"
-    def __init__(self, ds: TradingDataset, batch_size: int = 64, seed: int = 0, rank: int | None = None,
-                 world_size: int | None = None, device: str | torch.device = 'cpu', shuffle: bool = True):
+    "This rank's slice of each global batch of `batches`' order of `ds` (a seeded permutation or shuffled blocks): `DistributedSampler` for `batches`"
+    def __init__(self, ds, batch_size: int = 64, seed: int = 0, rank: int | None = None,
+                 world_size: int | None = None, device: str | torch.device = 'cpu', shuffle: bool = True,
+                 sampler: str = 'auto', block_size: int = 1024, mix: int = 64):
         info = dist_info()
-        self.rank, self.world_size = info.rank if rank is None else rank, info.world_size if world_size is None else world_size
-        if batch_size < self.world_size:
-            raise ValueError(f"batch_size {batch_size} is the global batch and must hold at least one window per rank ({self.world_size} ranks)")
-        shard_range(batch_size, self.rank, self.world_size)   # checks the rank
-        super().__init__(ds, batch_size, shuffle, seed, device)
+        rank, world = info.rank if rank is None else rank, info.world_size if world_size is None else world_size
+        if batch_size < world:
+            raise ValueError(f"batch_size {batch_size} is the global batch and must hold at least one window per rank ({world} ranks)")
+        shard_range(batch_size, rank, world)   # checks the rank
+        super().__init__(ds, batch_size, shuffle, seed, device, sampler=sampler, block_size=block_size, mix=mix)
+        self.rank, self.world_size = rank, world
 
     def __len__(self) -> int:
         "Steps in a pass (the same on every rank)"
@@ -186,16 +176,10 @@ class ShardedBatches(Batches):
 
     def __iter__(self) -> Iterator[dict]:
         "One pass: this rank's windows of each global batch, and the global batch's targets"
-        n = len(self.ds)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        targets = self.ds.targets
-        for s in range(0, len(self) * self.batch_size, self.batch_size):
-            glob = order[s:s + self.batch_size]
+        for glob in self._orders():
             r = shard_range(len(glob), self.rank, self.world_size)
-            mine = glob[r.start:r.stop]
-            b = _gather(*self.tensors, mine.to(self.device) if self.on_device else mine)
-            if not self.on_device: b = {k: v.pin_memory().to(self.device, non_blocking=True) for k, v in b.items()}
-            b['global_target'] = targets.index_select(0, glob).to(self.device)
+            b = self._fetch(glob[r.start:r.stop])
+            b['global_target'] = self.ds.targets_at(glob).to(self.device)
             yield b
 
 # %% ../nbs/05a_distributed.ipynb #ac9f82a6
