@@ -14,8 +14,8 @@ from .evaluate import (
 
 # %% auto #0
 __all__ = ['PORTFOLIOS', 'score_from_proba', 'daily_ic', 'ic_summary', 'quantile_returns', 'portfolio_backtest',
-           'per_symbol_metrics', 'cross_sectional_compare', 'paired_ic_difference', 'cross_sectional_verdict',
-           'plot_ic', 'plot_quantile_returns', 'plot_per_symbol', 'plot_portfolio']
+           'portfolio_weights', 'per_symbol_metrics', 'cross_sectional_compare', 'paired_ic_difference',
+           'cross_sectional_verdict', 'plot_ic', 'plot_quantile_returns', 'plot_per_symbol', 'plot_portfolio']
 
 # %% ../nbs/06a_cross_section.ipynb #cc4df712
 def _vector(x, name: str) -> np.ndarray:
@@ -30,15 +30,20 @@ def _panel(
     scores, returns, dates,       # one entry per window
     symbols=None,                 # the window's symbol (needed to detect duplicates and follow names over dates)
     need_symbols: str = '',       # when set, the name of the caller that requires `symbols`
+    extra: dict | None = None,    # more per-window columns `{name: values}` (None values skipped): booleans, or numbers >= 0
 ) -> pd.DataFrame:
-    "The checked inputs as one frame: `date`, `score`, `ret` (and `symbol`), sorted by date (then symbol)"
+    "The checked inputs as one frame: `date`, `score`, `ret` (and `symbol`, and `extra`), sorted by date (then symbol)"
     s, r = _vector(scores, 'scores'), _vector(returns, 'returns')
+    ex = {k: np.asarray(v) for k, v in (extra or {}).items() if v is not None}
+    for k, a in ex.items():
+        if a.ndim != 1: raise ValueError(f"{k} must be 1-D (one entry per window), got shape {a.shape}")
+        if a.dtype != bool: ex[k] = _vector(a, k)
     d = pd.DatetimeIndex(dates)
     if symbols is None and need_symbols:
         raise ValueError(f"{need_symbols} needs symbols= (one per window) to follow each name from one date to the next "
                          "(turnover and costs)")
     sym = None if symbols is None else np.asarray(symbols).astype(str)
-    lens = dict(scores=len(s), returns=len(r), dates=len(d)) | ({} if sym is None else dict(symbols=len(sym)))
+    lens = dict(scores=len(s), returns=len(r), dates=len(d)) | ({} if sym is None else dict(symbols=len(sym))) | {k: len(a) for k, a in ex.items()}
     if len(set(lens.values())) != 1: raise ValueError(f"inputs must have one entry per window; got lengths {lens}")
     if not len(s): raise ValueError("no windows given")
     def where(i: int) -> str:
@@ -49,7 +54,10 @@ def _panel(
     for name, a in (('scores', s), ('returns', r)):
         bad = np.flatnonzero(~np.isfinite(a))
         if len(bad): raise ValueError(f"{name} has NaN or inf at {where(int(bad[0]))} ({len(bad)} such values)")
-    df = pd.DataFrame(dict(date=d, score=s, ret=r))
+    for name, a in ex.items():
+        bad = np.flatnonzero(False if a.dtype == bool else ~(np.isfinite(a) & (a >= 0)))
+        if len(bad): raise ValueError(f"{name} has {float(a[bad[0]])!r} at {where(int(bad[0]))}: it must be finite and >= 0 ({len(bad)} such values)")
+    df = pd.DataFrame(dict(date=d, score=s, ret=r) | ex)
     if sym is not None:
         df['symbol'] = sym
         dup = df.duplicated(['symbol', 'date'])
@@ -195,7 +203,31 @@ def _turnover(period: np.ndarray, symbol: np.ndarray, w: np.ndarray, m: int) -> 
     diff = cur.sub(prev, fill_value=0.0).abs()
     return diff.groupby(level=0).sum().reindex(range(m), fill_value=0.0).to_numpy()
 
+def _turnover_cost(period: np.ndarray, symbol: np.ndarray, w: np.ndarray, c: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    "Turnover and cost per period with a cost per unit traded `c` per row; a name that leaves pays its `c` of the period before"
+    cur = pd.DataFrame(dict(w=w, c=c), index=pd.MultiIndex.from_arrays([period, symbol]))
+    prev = pd.DataFrame(dict(w=w, c=c), index=pd.MultiIndex.from_arrays([period + 1, symbol]))
+    both = cur.join(prev, how='outer', rsuffix='_prev')
+    dw = (both['w'].fillna(0.0) - both['w_prev'].fillna(0.0)).abs()
+    per = lambda x: x.groupby(level=0).sum().reindex(range(m), fill_value=0.0).to_numpy()
+    return per(dw), per(dw * both['c'].fillna(both['c_prev']))
+
 PORTFOLIOS = ('long_short', 'long_top', 'equal_weight')
+
+def _book(df: pd.DataFrame, top_k: int | None, horizon: int):
+    "Calendar, rebalance dates, the rows held (tradable ones on rebalance dates), their period `j`, names and `k` per date, the weights"
+    days = pd.DatetimeIndex(df['date'].unique())
+    if len(days) < 2: raise ValueError(f"need at least 2 dates to backtest, got {len(days)}")
+    rebal = days[::horizon]                    # the calendar is every date given, tradable or not
+    keep = df['date'].isin(rebal) & (df['tradable'] if 'tradable' in df.columns else True)
+    df = df[keep].reset_index(drop=True)
+    m, j = len(rebal), rebal.get_indexer(df['date'])
+    n_date = np.bincount(j, minlength=m)
+    k_date = np.maximum(1, np.round(0.2 * n_date)) if top_k is None else np.full(m, top_k)
+    k_date = np.minimum(k_date, n_date // 2).astype(int)
+    top, bottom = _leg_weights(df, k_date[j])
+    weights = dict(long_short=top - bottom, long_top=top, equal_weight=1.0 / n_date[j])
+    return days, rebal, df, j, n_date, k_date, weights
 
 def portfolio_backtest(
     scores,                       # score per window (higher = expected to do better)
@@ -206,37 +238,55 @@ def portfolio_backtest(
     horizon: int = 1,             # bars per return; > 1 rebalances every `horizon`-th date (no overlap)
     symbols=None,                 # the window's symbol (required: turnover follows names over dates)
     periods: float | None = None, # bars per year (default: from the dates' spacing)
+    half_spread=None,             # per window: half the bid-ask spread (a fraction), paid per unit traded in that name on top of `cost_bps`
+    tradable=None,                # per window: True where the name may be held that date (the others are left out of every book)
 ) -> tuple[pd.DataFrame, dict]:
     "Long-short top/bottom-k, long top-k and equal-weight portfolios per rebalance date, with costs; equity frame and stats"
     top_k, horizon = _check_int(top_k, 'top_k', none_ok=True), _check_int(horizon, 'horizon')
     if not (np.isfinite(cost_bps) and cost_bps >= 0): raise ValueError(f"cost_bps must be >= 0, got {cost_bps}")
-    df = _panel(scores, returns, dates, symbols, need_symbols='portfolio_backtest')
-    days = pd.DatetimeIndex(df['date'].unique())
-    if len(days) < 2: raise ValueError(f"need at least 2 dates to backtest, got {len(days)}")
+    df = _panel(scores, returns, dates, symbols, need_symbols='portfolio_backtest', extra=dict(half_spread=half_spread, tradable=tradable))
+    all_rows = df
+    days, rebal, df, j, n_date, k_date, weights = _book(df, top_k, horizon)
     ppy = (periods_per_year(days) if periods is None else float(periods)) / horizon
-    rebal = days[::horizon]
-    df = df[df['date'].isin(rebal)].reset_index(drop=True)
-    m, j = len(rebal), rebal.get_indexer(df['date'])
-    n_date = np.bincount(j, minlength=m)
-    k_date = np.maximum(1, np.round(0.2 * n_date)) if top_k is None else np.full(m, top_k)
-    k_date = np.minimum(k_date, n_date // 2).astype(int)
-    top, bottom = _leg_weights(df, k_date[j])
-    weights = dict(long_short=top - bottom, long_top=top, equal_weight=1.0 / n_date[j])
+    m = len(rebal)
     r, sym, c = df['ret'].to_numpy(), df['symbol'].to_numpy(), cost_bps / 1e4
     frame = pd.DataFrame(dict(n=n_date, k=k_date), index=pd.DatetimeIndex(rebal, name='date'))
+    if tradable is not None:
+        out = all_rows[all_rows['date'].isin(rebal) & ~all_rows['tradable']]
+        frame['n_excluded'] = np.bincount(rebal.get_indexer(out['date']), minlength=m)
     stats = {}
     for name, w in weights.items():
         gross = np.bincount(j, w * r, m)
-        turnover = _turnover(j, sym, w, m)
-        net = gross - turnover * c
+        if half_spread is None:
+            turnover = _turnover(j, sym, w, m)
+            cost = turnover * c
+        else: turnover, cost = _turnover_cost(j, sym, w, c + df['half_spread'].to_numpy(), m)
+        net = gross - cost
         exposure = np.bincount(j, np.abs(w), m)
         frame[[f'{name}_gross', f'{name}_turnover', f'{name}_cost', f'{name}_return', name]] = np.c_[
-            gross, turnover, turnover * c, net, np.cumprod(1 + net)]
+            gross, turnover, cost, net, np.cumprod(1 + net)]
         st = performance_stats(net, exposure, gross, ppy)
         st.update(turnover=float(turnover.sum() * ppy / m), exposure=float(exposure.mean()), trades=int((turnover > 0).sum()))
         stats[name] = st
     frame.attrs.update(cost_bps=float(cost_bps), horizon=horizon, top_k=top_k, periods_per_year=ppy, flat_dates=int((k_date == 0).sum()))
+    if half_spread is not None: frame.attrs['half_spread'] = True
     return frame, stats
+
+# %% ../nbs/06a_cross_section.ipynb #54debc87
+def portfolio_weights(
+    scores,                       # score per window
+    dates,                        # each window's last bar (the decision date)
+    symbols,                      # the window's symbol
+    top_k: int | None = None,     # names per leg (default 20% of the names that date)
+    horizon: int = 1,             # rebalance every `horizon`-th date
+    tradable=None,                # per window: True where the name may be held that date
+) -> pd.DataFrame:
+    "The weights of the three books on each rebalance date, one row per name considered: `date`, `symbol` and one column per book"
+    top_k, horizon = _check_int(top_k, 'top_k', none_ok=True), _check_int(horizon, 'horizon')
+    n = len(_vector(scores, 'scores'))
+    df = _panel(scores, np.zeros(n), dates, symbols, need_symbols='portfolio_weights', extra=dict(tradable=tradable))
+    _, _, rows, _, _, _, weights = _book(df, top_k, horizon)
+    return rows[['date', 'symbol']].assign(**weights)
 
 # %% ../nbs/06a_cross_section.ipynb #f8143b29
 def per_symbol_metrics(
@@ -264,6 +314,21 @@ def per_symbol_metrics(
     return out
 
 # %% ../nbs/06a_cross_section.ipynb #3414d21d
+def _universe(returns, dates, symbols, tradable) -> dict:
+    "The IC inputs restricted to the tradable windows (all when `tradable` is None), with `pick` to restrict a score the same way"
+    if tradable is None: return dict(returns=returns, dates=dates, symbols=symbols, pick=lambda s: s, share=1.0)
+    r, t, d = _vector(returns, 'returns'), np.asarray(tradable), pd.DatetimeIndex(dates)
+    sym = None if symbols is None else np.asarray(symbols)
+    n = len(r)
+    if t.dtype != bool or t.shape != (n,): raise ValueError(f"tradable must be booleans, one per window ({n}); got {t.dtype} of shape {t.shape}")
+    if len(d) != n or (sym is not None and len(sym) != n):
+        raise ValueError(f"inputs must have one entry per window; got {n} returns, {len(d)} dates" + ('' if sym is None else f", {len(sym)} symbols"))
+    def pick(score):
+        a = _vector(score, 'scores')
+        if len(a) != n: raise ValueError(f"inputs must have one entry per window; a score has {len(a)}, returns {n}")
+        return a[t]
+    return dict(returns=r[t], dates=d[t], symbols=None if sym is None else sym[t], pick=pick, share=float(t.mean()))
+
 def cross_sectional_compare(
     scores: dict,                 # `{name: score per window}`, the model first, then the baselines
     returns,                      # realised forward return per window
@@ -276,13 +341,16 @@ def cross_sectional_compare(
     symbols=None,                 # the window's symbol (required by the portfolios)
     min_names: int = 3,           # dates with fewer names have no IC
     ci: float = 0.95,             # interval coverage
+    half_spread=None,             # per window: half the spread paid per unit traded, on top of `cost_bps` (see `portfolio_backtest`)
+    tradable=None,                # per window: True where the name is in the tradable universe; IC and books on those only
 ) -> pd.DataFrame:
     "One row per predictor: IC and rank IC with intervals, ICIR, t-statistics, and the long-short / long-top results after costs"
     if not isinstance(scores, dict) or not scores: raise ValueError("scores must be a non-empty dict {name: score per window}")
     rows, ew = {}, None
+    ic_kw = _universe(returns, dates, symbols, tradable)
     for name, s in scores.items():
-        summ = ic_summary(daily_ic(s, returns, dates, min_names, symbols), n_boot, seed, ci, horizon)
-        _, st = portfolio_backtest(s, returns, dates, top_k, cost_bps, horizon, symbols)
+        summ = ic_summary(daily_ic(ic_kw['pick'](s), ic_kw['returns'], ic_kw['dates'], min_names, ic_kw['symbols']), n_boot, seed, ci, horizon)
+        _, st = portfolio_backtest(s, returns, dates, top_k, cost_bps, horizon, symbols, half_spread=half_spread, tradable=tradable)
         ls, top, ew = st['long_short'], st['long_top'], st['equal_weight']
         rows[name] = {k: summ[k] for k in ('ic', 'ic_ci', 'rank_ic', 'rank_ic_ci', 'icir', 'rank_icir', 'ic_t', 'rank_ic_t', 'n_dates')} | dict(
             ls_annual_return=ls['annual_return'], ls_sharpe=ls['sharpe'], ls_max_drawdown=ls['max_drawdown'], ls_turnover=ls['turnover'],
@@ -290,6 +358,8 @@ def cross_sectional_compare(
     out = pd.DataFrame.from_dict(rows, orient='index')
     out.index.name = 'predictor'
     out.attrs.update(equal_weight=ew, cost_bps=float(cost_bps), horizon=int(horizon), ci=float(ci))
+    if half_spread is not None: out.attrs['half_spread'] = True
+    if tradable is not None: out.attrs['tradable_share'] = ic_kw['share']
     return out
 
 def paired_ic_difference(
@@ -331,9 +401,12 @@ def cross_sectional_verdict(
     horizon: int = 1,              # the returns' horizon in bars
     min_names: int = 3,            # dates with fewer names have no IC
     symbols=None,                  # optional: the window's symbol, to refuse a (symbol, date) given twice
+    tradable=None,                 # per window: True where the name is in the tradable universe; the verdict is on those only
 ) -> str:
     "One plain sentence: does the model beat the best baseline on rank IC, given the paired interval over dates?"
     if model not in scores: raise ValueError(f"no {model!r} in scores; have {list(scores)}")
+    u = _universe(returns, dates, symbols, tradable)
+    scores, returns, dates, symbols = {k: u['pick'](v) for k, v in scores.items()}, u['returns'], u['dates'], u['symbols']
     baselines = {k: v for k, v in scores.items() if k != model}
     if not baselines: raise ValueError("no baselines to compare with")
     if against is None:

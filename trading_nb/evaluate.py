@@ -374,6 +374,7 @@ def backtest(
     long_short: bool = False,       # short when P(up) < 1 - threshold
     horizon: int = 1,               # bars per return; > 1 keeps every horizon-th window (no overlap)
     periods: float | None = None,   # bars per year (default: from the dates' spacing)
+    half_spread=None,               # per window: half the bid-ask spread (a fraction) paid per unit traded then, on top of `cost_bps`
 ) -> tuple[pd.DataFrame, dict]:
     "Equity frame (strategy and buy-and-hold) and stats of trading `proba_up` with costs and no look-ahead"
     p = np.asarray(proba_up.detach().cpu() if isinstance(proba_up, torch.Tensor) else proba_up, 'float64')
@@ -386,6 +387,11 @@ def backtest(
     if not (np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()): raise ValueError("proba_up must be finite probabilities in [0, 1]")
     if not np.isfinite(r).all() or (r <= -1).any(): raise ValueError("future_returns must be finite and above -100%")
     if not dates.is_monotonic_increasing or dates.has_duplicates: raise ValueError("dates must be strictly increasing")
+    if half_spread is not None:
+        hs = np.asarray(half_spread, 'float64')
+        if hs.shape != r.shape: raise ValueError(f"half_spread must have one entry per window; got {hs.shape} for {len(r)} windows")
+        bad = np.flatnonzero(~(np.isfinite(hs) & (hs >= 0)))
+        if len(bad): raise ValueError(f"half_spread must be finite and >= 0; it is {float(hs[bad[0]])!r} at {dates[bad[0]].date() if dates[bad[0]] == dates[bad[0]].normalize() else dates[bad[0]]} ({len(bad)} such values)")
     if not 0.5 <= threshold < 1: raise ValueError(f"threshold must be in [0.5, 1), got {threshold}")
     if cost_bps < 0: raise ValueError(f"cost_bps must be >= 0, got {cost_bps}")
     if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
@@ -394,16 +400,17 @@ def backtest(
     keep = np.arange(0, len(p), horizon)
     p, r, d = p[keep], r[keep], dates[keep]
     pos = positions_from_proba(p, threshold, long_short)
-    c = cost_bps / 1e4
+    c = cost_bps / 1e4 if half_spread is None else cost_bps / 1e4 + hs[keep]    # per unit traded: one number, or one per window
     cost = np.abs(np.diff(pos, prepend=0.0)) * c
     net = pos * r - cost
     bh_pos = np.ones_like(r)
-    bh = r - np.r_[c, np.zeros(len(r) - 1)]
+    bh = r - np.r_[np.atleast_1d(c)[0], np.zeros(len(r) - 1)]
     frame = pd.DataFrame(dict(proba_up=p, position=pos, asset_return=r, cost=cost, strategy_return=net,
                               equity=np.cumprod(1 + net), buy_hold_return=bh, buy_hold=np.cumprod(1 + bh)),
                          index=pd.DatetimeIndex(d, name='date'))
     stats = dict(strategy=performance_stats(net, pos, r, ppy), buy_hold=performance_stats(bh, bh_pos, r, ppy))
     frame.attrs.update(cost_bps=cost_bps, threshold=threshold, long_short=long_short, horizon=horizon, periods_per_year=ppy)
+    if half_spread is not None: frame.attrs['half_spread'] = True
     return frame, stats
 
 # %% ../nbs/06_evaluate.ipynb #1fad18e1
