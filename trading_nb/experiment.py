@@ -11,101 +11,16 @@ from typing import Union, get_args, get_origin, get_type_hints
 import numpy as np
 import pandas as pd
 from .data import DataError
+from .pipeline import (SECTIONS, DataSpec, EvaluationSpec, Experiment, FeatureSpec, ModelSpec, SearchSpec, SplitSpec,
+                                 TargetSpec, TrainingSpec, feature_cache_dir, load_data, resolve, resolved_out, select_symbols,
+                                 set_threads, train_pipeline)
 
 # %% auto #0
-__all__ = ['SECTIONS', 'CHOICES', 'RANGES', 'SEARCHABLE', 'FLAGS', 'INTERVAL_METRICS', 'KEY_SETTINGS', 'METRIC_DIRECTION',
-           'CAUTION', 'DataSpec', 'FeatureSpec', 'SplitSpec', 'TargetSpec', 'ModelSpec', 'TrainingSpec',
-           'EvaluationSpec', 'SearchSpec', 'Experiment', 'ExperimentError', 'experiment_from_dict', 'read_experiment',
-           'dumps_experiment', 'write_experiment', 'set_key', 'apply_overrides', 'experiment_from_args', 'resolved_out',
-           'pipeline_kwargs', 'resolve', 'run_experiment', 'load_run', 'comparison_table', 'comparison_caution',
-           'plot_comparison', 'compare_runs', 'holdout_start', 'before', 'TrialError', 'fold_score', 'cv_scores',
-           'with_params', 'tune', 'add_config_arguments', 'cmd_tune', 'cmd_compare', 'add_experiment_commands']
-
-# %% ../nbs/09_experiment.ipynb #33adc84a
-@dataclass
-class DataSpec:
-    "Which bars: bundled data by name, a file or folder, and how a panel's bad rows are treated"
-    source: str = 'sp500'              # 'sp500', 'nasdaq', 'stocks', a CSV/Parquet path, or a panel file or folder
-    on_invalid: str = 'error'          # panels: 'error' at the first bad row, or 'drop' bad rows/symbols and report them
-    symbols: list[str] | None = None   # panels: keep only these symbols (default: all)
-    min_symbols: int | None = None     # panels: split the span where at least this many symbols are listed (default: 80% of the most)
-    n_jobs: int = 1                    # panels: feature worker processes (-1: one per core)
-    cache_dir: str | None = None       # panels: feature cache folder (default: $TRADING_NB_CACHE or ~/.cache/trading_nb; 'none': no cache)
-
-@dataclass
-class FeatureSpec:
-    "The model's inputs: the window length and the technical indicator set"
-    lookback: int = 100                    # bars per window
-    indicators: list[dict] | None = None   # indicator set, e.g. [{kind = "rsi", length = 14}] (default: `DEFAULT_INDICATORS`)
-
-@dataclass
-class SplitSpec:
-    "The chronological split: shares of the validation and test parts and extra bars between parts"
-    val_frac: float = 0.15   # share of rows for validation (early stopping)
-    test_frac: float = 0.15  # share of rows for the held-out test
-    gap: int = 0             # extra bars dropped between parts, beyond lookback + horizon
-
-@dataclass
-class TargetSpec:
-    "What is predicted: the direction of the move `horizon` bars ahead, raw or relative to the cross-section"
-    horizon: int = 1     # bars ahead of the predicted move
-    kind: str = 'auto'   # 'raw', 'excess' (panels), or 'auto': excess for a panel, raw for a series
-
-@dataclass
-class ModelSpec:
-    "The free sizes of `ModelConfig` (the design document's by default)"
-    conv_channels: int = 64      # Conv1d output channels
-    kernel_size: int = 3         # Conv1d kernel width
-    hidden_size: int = 128       # LSTM hidden size and attention width
-    num_layers: int = 2          # stacked LSTM layers
-    n_heads: int = 4             # attention heads; must divide `hidden_size`
-    indicator_hidden: int = 64   # width of the technical branch
-    head_hidden: int = 64        # width of the predictor's hidden layer
-    dropout: float = 0.2         # dropout after the conv block, between LSTM layers and in the predictor
-    gate: bool = True            # learned weighting of the two branches (false: plain concatenation)
-
-@dataclass
-class TrainingSpec:
-    "How the model is fitted"
-    epochs: int = 15              # most epochs (early stopping may end sooner)
-    batch_size: int = 64          # windows per batch
-    lr: float = 1e-3              # peak learning rate
-    patience: int = 5             # early-stopping patience in epochs
-    seed: int = 0                 # one seed for everything
-    device: str = 'auto'          # 'auto', 'cpu', 'cuda', 'mps'
-    dist_backend: str = 'auto'    # under torchrun: 'auto' (gloo on the CPU, NCCL on CUDA), 'gloo' or 'nccl'
-    threads: int | None = None    # CPU threads for torch (default: torch's choice)
-    progress: bool = True         # progress bars (`--quiet` sets false)
-
-@dataclass
-class EvaluationSpec:
-    "How the test period is judged"
-    cost_bps: float = 1.0       # cost per unit of position (or weight) traded, basis points
-    n_boot: int = 1000          # block-bootstrap resamples for the intervals
-    top_k: int | None = None    # panels: names per portfolio leg (default: 20% of each date's names)
-
-@dataclass
-class SearchSpec:
-    "What `tune` searches: the space, how many trials, and the validation score"
-    trials: int = 20           # trials in all (`--trials` overrides)
-    folds: int = 3             # walk-forward validation folds inside the period before the test
-    metric: str = 'auto'       # fold score: 'auc' (default for a series), 'rank_ic' (default for a panel), 'accuracy', 'balanced_accuracy', 'mcc', 'log_loss'
-    space: dict = field(default_factory=dict)   # 'section.key' -> {choices = [...]} or {low = .., high = .., log = false, step = ..}
-
-@dataclass
-class Experiment:
-    "A whole run, section by section; `trading-nb train --config FILE` runs one written as TOML"
-    data: DataSpec = field(default_factory=DataSpec)
-    features: FeatureSpec = field(default_factory=FeatureSpec)
-    split: SplitSpec = field(default_factory=SplitSpec)
-    target: TargetSpec = field(default_factory=TargetSpec)
-    model: ModelSpec = field(default_factory=ModelSpec)
-    training: TrainingSpec = field(default_factory=TrainingSpec)
-    evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
-    search: SearchSpec = field(default_factory=SearchSpec)
-    out: str | None = None     # run folder (default: runs/<name of the data>)
-
-SECTIONS = tuple(f.name for f in fields(Experiment) if f.name != 'out')
+__all__ = ['CHOICES', 'RANGES', 'SEARCHABLE', 'FLAGS', 'INTERVAL_METRICS', 'KEY_SETTINGS', 'METRIC_DIRECTION', 'CAUTION',
+           'ExperimentError', 'experiment_from_dict', 'read_experiment', 'dumps_experiment', 'write_experiment',
+           'set_key', 'apply_overrides', 'experiment_from_args', 'run_experiment', 'load_run', 'comparison_table',
+           'comparison_caution', 'plot_comparison', 'compare_runs', 'holdout_start', 'before', 'TrialError',
+           'fold_score', 'cv_scores', 'with_params', 'tune']
 
 # %% ../nbs/09_experiment.ipynb #3b726af0
 class ExperimentError(ValueError):
@@ -380,38 +295,6 @@ def experiment_from_args(
     return apply_overrides(exp, getattr(a, 'set', None) or [])
 
 # %% ../nbs/09_experiment.ipynb #f3b5c111
-def resolved_out(exp: Experiment) -> Path:
-    "The run folder: `out`, or runs/<name of the data> (runs/sp500 for the bundled S&P 500)"
-    return Path(exp.out) if exp.out else Path('runs') / Path(exp.data.source).stem
-
-def _cache_dir(exp: Experiment):
-    "The feature cache as the command line means it: unset is the default folder, 'none' is no cache"
-    from trading_nb.panel import default_cache_dir
-    c = exp.data.cache_dir
-    return None if c == 'none' else Path(c) if c else default_cache_dir()
-
-def pipeline_kwargs(exp: Experiment) -> dict:
-    "`train_pipeline`'s keyword arguments for `exp` (all but `data` and `out`)"
-    d, t, e = exp.data, exp.training, exp.evaluation
-    return dict(epochs=t.epochs, lookback=exp.features.lookback, horizon=exp.target.horizon, seed=t.seed, device=t.device,
-                batch_size=t.batch_size, lr=t.lr, patience=t.patience, cost_bps=e.cost_bps, n_boot=e.n_boot, progress=t.progress,
-                model_kwargs=asdict(exp.model), on_invalid=d.on_invalid, target=exp.target.kind, n_jobs=d.n_jobs,
-                cache_dir=_cache_dir(exp), min_symbols=d.min_symbols, symbols=d.symbols, top_k=e.top_k,
-                indicators=exp.features.indicators, val_frac=exp.split.val_frac, test_frac=exp.split.test_frac, gap=exp.split.gap,
-                dist_backend=t.dist_backend)
-
-def _set_threads(exp: Experiment):
-    "torch's CPU threads, when the experiment sets them (on a busy machine 1 can be much faster)"
-    if exp.training.threads:
-        import torch
-        torch.set_num_threads(exp.training.threads)
-
-def resolve(exp: Experiment) -> Experiment:
-    "`exp` with its run folder and indicator set written out"
-    from trading_nb.features import DEFAULT_INDICATORS
-    ind = exp.features.indicators if exp.features.indicators is not None else [dict(i) for i in DEFAULT_INDICATORS]
-    return replace(exp, out=str(resolved_out(exp)), features=replace(exp.features, indicators=ind))
-
 def run_experiment(
     exp: Experiment,               # the experiment
     data=None,                     # bars or a panel to use instead of `exp.data.source` (a frame in a notebook)
@@ -419,12 +302,10 @@ def run_experiment(
     resume: bool = False,          # continue an interrupted run from its last checkpoint
 ) -> dict | None:
     "Train and evaluate `exp` with `train_pipeline`; its run folder gets the resolved experiment as `config.toml` (`None` on ranks > 0 under torchrun)"
-    from trading_nb.cli import train_pipeline
     exp = resolve(exp)
     out = Path(exp.out)
     if int(os.environ.get('RANK', 0)) == 0: write_experiment(exp, out / 'config.toml')   # under torchrun, rank 0 writes
-    _set_threads(exp)
-    return train_pipeline(exp.data.source if data is None else data, out, extra=extra, resume=resume, **pipeline_kwargs(exp))
+    return train_pipeline(exp, data, resume=resume, extra=extra)
 
 # %% ../nbs/09_experiment.ipynb #1804122a
 def _flat(d: dict, pre: str = '') -> dict:
@@ -577,21 +458,14 @@ def _metric(exp: Experiment, panel: bool) -> str:
 
 def _load(exp: Experiment, data=None) -> tuple[pd.DataFrame, bool]:
     "The experiment's bars (or `data`), its symbols kept, and whether they are a panel"
-    from trading_nb.cli import _data
-    df, _ = _data(exp.data.source if data is None else data, exp.data.on_invalid)
-    panel = isinstance(df.index, pd.MultiIndex)
-    if exp.data.symbols:
-        if not panel: raise ExperimentError("data.symbols picks symbols of a panel; this data is one series")
-        missing = sorted(set(exp.data.symbols) - set(df.index.unique('symbol')))
-        if missing: raise DataError(f"symbol {missing[0]!r} is not in the data; it has {sorted(df.index.unique('symbol'))}")
-        attrs = df.attrs; df = df.loc[sorted(exp.data.symbols)]; df.attrs = attrs
-    return df, panel
+    df, _ = load_data(exp.data.source if data is None else data, exp.data.on_invalid)
+    return select_symbols(df, exp.data.symbols), isinstance(df.index, pd.MultiIndex)
 
 def _split_kwargs(exp: Experiment, panel: bool) -> dict:
     "What `chronological_split` and `walk_forward` share for `exp`"
     kw = dict(lookback=exp.features.lookback, horizon=exp.target.horizon, indicators=exp.features.indicators,
               target=('excess' if panel else 'raw') if exp.target.kind == 'auto' else exp.target.kind)
-    return kw | (dict(n_jobs=exp.data.n_jobs, cache_dir=_cache_dir(exp), min_symbols=exp.data.min_symbols) if panel else {})
+    return kw | (dict(n_jobs=exp.data.n_jobs, cache_dir=feature_cache_dir(exp), min_symbols=exp.data.min_symbols) if panel else {})
 
 def holdout_start(
     exp: Experiment,  # the experiment
@@ -712,7 +586,7 @@ def tune(
     if int(os.environ.get('WORLD_SIZE') or 1) > 1: raise ExperimentError("tune runs in one process; start it without torchrun")
     exp = replace(resolve(exp), search=replace(exp.search, trials=trials or exp.search.trials))
     out = Path(exp.out); out.mkdir(parents=True, exist_ok=True)
-    _set_threads(exp)
+    set_threads(exp)
     df, panel = _load(exp, data)
     metric = _metric(exp, panel)
     cut = holdout_start(exp, df)
@@ -749,53 +623,3 @@ def tune(
                   best_params=best.params, test_start=str(cut), last_bar_used=str(last_used), storage='tune.db',
                   caution=CAUTION.format(n=len(done), value=best.value))
     return run_experiment(with_params(exp, best.params), data=data, extra=dict(tuning=tuning))
-
-# %% ../nbs/09_experiment.ipynb #22377009
-def add_config_arguments(p: argparse.ArgumentParser):
-    "`--config FILE` and repeatable `--set KEY=VALUE` on a subcommand's parser"
-    p.add_argument('--config', default=None, help='experiment file (TOML); flags given on the command line override its keys')
-    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
-                   help='override one key of the experiment, e.g. --set model.hidden_size=64 (repeatable)')
-
-def cmd_tune(a) -> int:
-    "`trading-nb tune`: search, then train and test the best trial once"
-    from trading_nb.cli import print_summary
-    exp = experiment_from_args(a)
-    try: m = tune(exp, trials=a.trials)
-    except KeyboardInterrupt:
-        print(f"trading-nb tune: interrupted; the same command resumes from {resolved_out(exp) / 'tune.db'}", file=sys.stderr)
-        return 130
-    out, tn = resolved_out(exp), m['tuning']
-    print_summary(m)
-    print(f"tuned: {tn['n_trials']} trials ({tn['n_failed']} failed), best trial {tn['best_trial']}: "
-          f"{', '.join(f'{k}={v}' for k, v in tn['best_params'].items())}; validation {tn['metric']} {tn['best_value']:.4f}")
-    print(tn['caution'])
-    print(f"report: {out / 'report.html'}\nconfig: {out / 'config.toml'}\ntrials: {out / 'trials.csv'}")
-    return 0
-
-def cmd_compare(a) -> int:
-    "`trading-nb compare`: runs side by side, and a comparison page"
-    out = Path(a.out) if a.out else Path(a.runs[0]).parent / 'comparison.html'
-    table = compare_runs(a.runs, out)
-    print(table.to_string())
-    print(comparison_caution(a.runs))
-    print(f"page: {out}")
-    return 0
-
-def add_experiment_commands(sub):
-    "The `tune` and `compare` subcommands, on `build_parser`'s subparsers"
-    t = sub.add_parser('tune', help='search a declared space with Optuna on validation folds; test the best trial once',
-                       description="Optuna over the experiment's [search] space, each trial scored on walk-forward folds before the test "
-                                   "period; the best trial is trained once and evaluated on the test period. Resumable: tune.db in the run folder.")
-    add_config_arguments(t)
-    t.add_argument('--trials', type=int, default=None, help='trials in all, counting those already in the folder (default: search.trials)')
-    t.add_argument('--out', default=None, help='run folder (default: the experiment\'s out)')
-    t.add_argument('--threads', type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    t.add_argument('--quiet', action='store_true', help='no progress output')
-    t.set_defaults(func=cmd_tune)
-    c = sub.add_parser('compare', help='runs side by side: settings, test metrics with intervals, equity curves',
-                       description='Print the settings that differ and the test metrics (with intervals) of training runs side by side, '
-                                   'and write a comparison page with the metrics and the equity curves overlaid.')
-    c.add_argument('runs', nargs='+', metavar='RUN', help='run folders written by `trading-nb train` or `trading-nb tune`')
-    c.add_argument('--out', default=None, help='HTML page to write (default: comparison.html beside the first run)')
-    c.set_defaults(func=cmd_compare)
