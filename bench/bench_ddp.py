@@ -61,9 +61,10 @@ def _launch(nproc: int, device: str, steps: int, threads: int | None = None, amp
         return json.loads(out.read_text())
 
 
-def bench_ddp(quick: bool, Row, timed=None) -> list:
+def bench_ddp(quick: bool) -> list:
     "CPU: 1 process (1 and 2 threads) vs 2 processes x 1 thread; GPU: 1 GPU vs torchrun over all of them"
     import torch
+    from common import Row                   # here, not at the top: the torchrun job (`job`) does not need it
     steps = 8 if quick else 30
     cores = os.cpu_count() or 1
     rows, res = [], {}

@@ -6,13 +6,11 @@ the forward pass (batch 1) through the traced, frozen TorchScript graph against 
 (`StreamState.update`) p50/p99 traced against eager on the same bars (interleaved), against recomputing everything from
 scratch and against the previous stream (pandas-ta over the warm-up + 1 held bars, then the forward pass); the bar without its
 forward pass; 500 symbols per tick, one batched forward pass (`StreamStates.update`) traced and eager, and one forward pass
-per symbol. Both return rows for bench/run.py's results table. Pass run.py's `Row` and `timed` to get its own row objects and
-timing; without them it uses the minimal versions below (same fields, same median-of-n rule). The rows note the load average.
+per symbol. Both return rows (common.py's `Row`, timed by its `timed`) for bench/run.py's results table. The rows note the load average.
 Run alone: `.venv/bin/python bench/bench_stream.py [--quick]` prints the rows. Nothing here asserts a time.
 """
 from __future__ import annotations
 import os, statistics, sys, time
-from dataclasses import dataclass
 
 import tempfile
 from pathlib import Path
@@ -26,29 +24,7 @@ from trading_nb.dataset import chronological_split
 from trading_nb.features import calculate_price_features, calculate_technical_features, make_features, warmup_bars
 from trading_nb.incremental import CAUSAL_INDICATORS, IncrementalFeatures
 from trading_nb.model import ModelConfig, TradingModel
-
-
-@dataclass
-class _Row:
-    "The fields of bench/run.py's `Row`, for running this file alone"
-    section: str
-    row: str
-    figure: float | None
-    unit: str
-    baseline: str
-    baseline_figure: float | None
-    n: str
-    note: str = ''
-    higher_is_better: bool = True
-
-
-def _timed(fn, n: int, warmup: int = 1) -> tuple[float, list[float]]:
-    "Median wall time of `fn()` over `n` calls after `warmup` untimed calls, and all the times"
-    for _ in range(warmup): fn()
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter(); fn(); ts.append(time.perf_counter() - t)
-    return statistics.median(ts), ts
+from common import Row, timed
 
 
 def _update_times(df, indicators, n_bars: int) -> list[float]:
@@ -61,9 +37,8 @@ def _update_times(df, indicators, n_bars: int) -> list[float]:
     return out
 
 
-def bench_incremental(quick: bool, Row=None, timed=None) -> list:
+def bench_incremental(quick: bool) -> list:
     "Features of a streamed bar: incremental update vs make_features over the held bars (warm-up + 1), default set and every causal kind"
-    Row, timed = Row or _Row, timed or _timed
     df = load_sample('sp500')
     n_bars, n_batch = (300, 10) if quick else (2000, 40)
     load = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the start"
@@ -116,10 +91,9 @@ def _from_scratch(im, history: pd.DataFrame):
 def _ms(xs, q: float) -> float: return float(np.percentile(np.asarray(xs) * 1e3, q))
 
 
-def bench_stream(quick: bool, Row=None, timed=None, train=None) -> list:
+def bench_stream(quick: bool, train=None) -> list:
     "The whole streamed bar at the design sizes, traced and eager, against recompute-from-scratch and the previous stream; 500 symbols per tick"
     from trading_nb.inference import StreamState, StreamStates, _forward, _split_bar, _step, _ticks
-    Row, timed = Row or _Row, timed or _timed
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
