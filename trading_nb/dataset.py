@@ -113,6 +113,13 @@ def _window_ends(starts, ends, lookback: int, horizon: int) -> np.ndarray:
     "Row of the last bar of every window lying inside one segment, with its target inside the same segment"
     return np.concatenate([np.arange(a + lookback - 1, b - horizon) for a, b in zip(starts, ends)] or [np.array([], dtype=int)]).astype(np.int64)
 
+def _check_target(task: str, target: str, flat_band: float):
+    "Refuse an unknown task or target, and a flat band that does not apply"
+    if task not in TASKS: raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if target not in TARGETS: raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    if flat_band < 0: raise ValueError(f"flat_band must be >= 0, got {flat_band}")
+    if task == 'regression' and flat_band: raise ValueError("flat_band applies to classification only")
+
 class _Windows:
     "A panel's windows as if they were one `(windows, lookback, channels)` tensor: indexing gathers"
     def __init__(self, rows: torch.Tensor, start: torch.Tensor): self.rows, self.start = rows, start
@@ -138,10 +145,7 @@ class TradingDataset(torch.utils.data.Dataset):
         cache_dir=None,                   # panels: folder of cached features
     ):
         _check_window(lookback, horizon)
-        if task not in TASKS: raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-        if target not in TARGETS: raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
-        if flat_band < 0: raise ValueError(f"flat_band must be >= 0, got {flat_band}")
-        if task == 'regression' and flat_band: raise ValueError("flat_band applies to classification only")
+        _check_target(task, target, flat_band)
         self.lookback, self.horizon, self.task, self.flat_band = int(lookback), int(horizon), task, float(flat_band)
         self.indicators = list(DEFAULT_INDICATORS if indicators is None else indicators)
         cols = feature_columns(self.indicators)

@@ -20,9 +20,8 @@ def _one_symbol(symbol: str, bars: pd.DataFrame, indicators: list | None) -> tup
     feats = make_features(bars, indicators)
     return symbol, feats.assign(close=bars['close'].reindex(feats.index).to_numpy())
 
-def _too_short(symbol: str, bars: pd.DataFrame, warm: int, min_rows: int) -> dict | None:
-    "The entry listing a symbol left out for having fewer bars than the warm-up + `min_rows` (None when it has enough)"
-    n = len(bars)
+def _too_short(symbol: str, n: int, warm: int, min_rows: int) -> dict | None:
+    "The entry listing a symbol of `n` bars left out for having fewer than the warm-up + `min_rows` (None when it has enough)"
     return dict(symbol=symbol, bars=n, reason=f"{n} bars, fewer than the {warm} warm-up bars + {min_rows}") if n < warm + min_rows else None
 
 def _chunks(items: list, n: int) -> list[list]:
@@ -38,7 +37,7 @@ def _compute_panel(panel: pd.DataFrame, indicators: list | None, min_rows: int, 
     "Per-symbol features of `panel` stacked into one frame (features + `close`), short symbols left out and listed"
     warm = warmup_bars(indicators)
     groups = [(str(s), g.droplevel('symbol')) for s, g in panel.groupby(level='symbol', sort=True)]
-    skipped = [k for k in (_too_short(s, g, warm, min_rows) for s, g in groups) if k is not None]
+    skipped = [k for k in (_too_short(s, len(g), warm, min_rows) for s, g in groups) if k is not None]
     for k in skipped: warnings.warn(f"symbol {k['symbol']!r} left out: {k['reason']}")
     todo = [(s, g) for s, g in groups if len(g) >= warm + min_rows]
     if not todo: raise DataError(f"no symbol has enough bars: each needs at least {warm + min_rows} ({warm} warm-up + {min_rows}); "
