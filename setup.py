@@ -16,6 +16,8 @@ min_python = cfg['min_python']
 
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+# Optional extras, each a `<name>_requirements` key of settings.ini: `pip install trading_nb[ray]`
+extras = {k[:-len('_requirements')]: shlex.split(v) for k, v in cfg.items() if k.endswith('_requirements') and k not in ('dev_requirements', 'pip_requirements', 'conda_requirements')}
 
 setuptools.setup(
     name=cfg['lib_name'],
@@ -38,7 +40,7 @@ setuptools.setup(
     package_data={'trading_nb.sample_data': ['*.csv', '*.md', '*.txt']},
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, **extras},
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
