@@ -207,7 +207,7 @@ def _turnover_cost(period: np.ndarray, symbol: np.ndarray, w: np.ndarray, c: np.
     "Turnover and cost per period with a cost per unit traded `c` per row; a name that leaves pays its `c` of the period before"
     cur = pd.DataFrame(dict(w=w, c=c), index=pd.MultiIndex.from_arrays([period, symbol]))
     prev = pd.DataFrame(dict(w=w, c=c), index=pd.MultiIndex.from_arrays([period + 1, symbol]))
-    both = cur.join(prev, how='outer', rsuffix='_prev')
+    both = pd.merge(cur, prev, how='outer', left_index=True, right_index=True, suffixes=('', '_prev'))
     dw = (both['w'].fillna(0.0) - both['w_prev'].fillna(0.0)).abs()
     per = lambda x: x.groupby(level=0).sum().reindex(range(m), fill_value=0.0).to_numpy()
     return per(dw), per(dw * both['c'].fillna(both['c_prev']))
