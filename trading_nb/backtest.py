@@ -465,10 +465,12 @@ def panel_backtest(
             'rank_ic', 'rank_ic_ci', 'ic', 'ic_ci', 'rank_icir', 'n_dates')} | dict(
             gross_annual_return=float(eq['long_short_gross'].mean() * ppy), simple_annual_return=float(eq['long_short_return'].mean() * ppy),
             cost_per_unit=float(eq['long_short_cost'].sum() / traded) if traded > 0 else cost_bps / 1e4)
-        frame = eq if frame is None else frame
+        if name == 'tradable': frame = eq
     w = portfolio_weights(s, d, sym, top_k, horizon, tradable=tr)
     cap, per_date = book_capacity(w['date'], w['long_short'], _lookup(x['traded_value'].to_numpy()[k], sym, d, w), participation)
     frame['capacity'] = per_date.reindex(frame.index).to_numpy()
+    why = pd.DataFrame({f'n_{c}': x[c].to_numpy()[k] for c in ('low_value', 'stale', 'short_history')}).groupby(d).sum()
+    frame[why.columns] = why.reindex(frame.index).to_numpy()      # why names were left out each date (a name can fail both rules)
     rules = min_traded_value is not None or max_stale is not None       # without rules, illiquid means outside the default universe
     yard = tr if rules else _at(tradable_universe(df)[['tradable']], d, sym)['tradable'].to_numpy()
     gross_w, outside = np.abs(w['long_short'].to_numpy()), ~_lookup(yard, sym, d, w).astype(bool)
