@@ -502,5 +502,6 @@ def plot_portfolio(
     a = equity.attrs
     fig.update_yaxes(title_text='equity (start = 1)', row=1, col=1)
     fig.update_yaxes(title_text='drawdown', tickformat='.0%', row=2, col=1)
-    default = f"Portfolios after {a.get('cost_bps', 0):g} bp costs, rebalanced every {a.get('horizon', 1)} bar(s)"
+    spread = ' plus half the spread per name' if a.get('half_spread') else ''
+    default = f"Portfolios after {a.get('cost_bps', 0):g} bp costs{spread}, rebalanced every {a.get('horizon', 1)} bar(s)"
     return fig.update_layout(title=_title(title or default), height=480, **_LAYOUT)
