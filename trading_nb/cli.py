@@ -4,18 +4,18 @@
 
 # %% ../nbs/10_cli.ipynb #7b40c5cf
 from __future__ import annotations
-import argparse, json, math, os, sys, time
+import argparse, json, math, os, sys, time, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .data import DataError, PANEL_SAMPLES, SAMPLES, summarize_ohlcv, summarize_panel
+from .data import DataError, PANEL_SAMPLES, SAMPLES, sample_path, summarize_ohlcv, summarize_panel
 from .pipeline import XS_KEYS, json_safe, load_data, metrics_row, resolved_out
 from .report import format_ci, print_summary, write_report
 from .experiment import compare_runs, comparison_caution, experiment_from_args, run_experiment, tune
 
 # %% auto #0
-__all__ = ['cmd_train', 'cmd_predict', 'cmd_replay', 'cmd_evaluate', 'cmd_report', 'cmd_summary', 'add_config_arguments',
-           'cmd_tune', 'cmd_compare', 'add_experiment_commands', 'build_parser', 'main']
+__all__ = ['cmd_train', 'cmd_predict', 'cmd_replay', 'cmd_evaluate', 'cmd_report', 'cmd_features', 'cmd_summary',
+           'add_config_arguments', 'cmd_tune', 'cmd_compare', 'add_experiment_commands', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #430e0453
 def _fmt(v) -> str:
@@ -111,6 +111,25 @@ def cmd_evaluate(a) -> int:
 
 def cmd_report(a) -> int:
     print(f"report: {write_report(a.run)}")
+    return 0
+
+def cmd_features(a) -> int:
+    "`trading-nb features`: a panel's features into an on-disk store, symbol by symbol"
+    from trading_nb.store import build_store
+    exp = experiment_from_args(a)
+    source = sample_path(a.data) if a.data in PANEL_SAMPLES else a.data
+    if a.data in SAMPLES and a.data not in PANEL_SAMPLES: raise DataError(f"{a.data!r} is one series; a store holds a panel (e.g. --data stocks)")
+    progress = None if a.quiet else lambda done, total: print(f"\rfeatures: {done}/{total} parts", end='' if done < total else '\n', file=sys.stderr)
+    with warnings.catch_warnings():   # what was left out is printed below, once
+        warnings.simplefilter('ignore', UserWarning)
+        st = build_store(source, a.store, indicators=exp.features.indicators, on_invalid=exp.data.on_invalid, dtype=a.dtype, engine=a.engine,
+                         n_jobs=exp.data.n_jobs, address=a.address, overwrite=a.overwrite, on_unit=progress)
+    for d in st.dropped: print(f"dropped: {d.get('symbol')} {d.get('date') or ''} {d.get('reason')}", file=sys.stderr)
+    for k in st.skipped: print(f"left out: {k.get('symbol')} {k.get('reason')}", file=sys.stderr)
+    size = sum(p.stat().st_size for p in Path(a.store).iterdir())
+    secs = getattr(st, 'build_seconds', float('nan'))
+    print(f"{st}\n{size / 1e6:,.1f} MB on disk ({size / max(st.n_rows, 1):,.0f} bytes per row); {st.n_rows / secs:,.0f} rows/s ({secs:.1f} s, {a.engine})")
+    print(f"train from it: trading-nb train --data {a.store}")
     return 0
 
 def cmd_summary(a) -> int:
@@ -244,6 +263,22 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser('report', help="rebuild report.html of a training run", description="Rebuild report.html from the files of a training run.")
     r.add_argument('--run', required=True, help='folder written by `trading-nb train`')
     r.set_defaults(func=cmd_report)
+    f = sub.add_parser('features', help="a panel's features into an on-disk store, for panels bigger than memory",
+                       description="Compute a panel's features symbol by symbol into a feature store: one row-major float32 file of all symbols "
+                                   "(memory-mapped by `trading-nb train --data STORE`), the dates, the bars, an index of symbols and the metadata. "
+                                   "Atomic (an interrupted build leaves no store) and resumable (run the same command again).")
+    add_config_arguments(f)   # the experiment's features.indicators, data.on_invalid and data.n_jobs
+    f.add_argument('--data', required=True, help='a panel: a folder of per-symbol files, a Parquet dataset partitioned by symbol, '
+                                                 'one long CSV/Parquet file with a symbol column, or ' + ', '.join(PANEL_SAMPLES))
+    f.add_argument('--store', required=True, help='the store folder to write')
+    f.add_argument('--on-invalid', **{**invalid, 'default': None})
+    f.add_argument('--jobs', type=int, default=None, help='local engine: worker processes (default: 1; -1: one per core)')
+    f.add_argument('--engine', choices=['local', 'ray'], default='local', help='local processes (default) or tasks on a Ray cluster (pip install trading_nb[ray])')
+    f.add_argument('--address', default=None, help="ray: the cluster's address ('auto' for the one this machine belongs to; default: start Ray here)")
+    f.add_argument('--dtype', choices=['float32', 'float64'], default='float32', help='features on disk (float64: the in-memory numbers bit for bit, twice the bytes)')
+    f.add_argument('--overwrite', action='store_true', help='replace an existing store')
+    f.add_argument('--quiet', action='store_true', help='no progress output')
+    f.set_defaults(func=cmd_features)
     s = sub.add_parser('summary', help='load, validate and summarise OHLCV data', description='Load and validate OHLCV bars (a series or a panel), then print headline figures.')
     s.add_argument('--data', default='sp500', help=data_help + ' (default: sp500)')
     s.add_argument('--on-invalid', **invalid)
@@ -258,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
         torch.set_num_threads(args.threads)
     try: return args.func(args)
-    except (DataError, FileNotFoundError, ValueError, RuntimeError) as e:   # DataError, ModelFileError are ValueErrors
+    except (DataError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:   # DataError, ModelFileError are ValueErrors
         rank = os.environ.get('RANK') if int(os.environ.get('WORLD_SIZE') or 1) > 1 else None
         print(f"trading-nb {args.command}{f' (rank {rank})' if rank else ''}: error: {e}", file=sys.stderr)
         return 2

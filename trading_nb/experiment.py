@@ -31,7 +31,7 @@ CHOICES = {'data.on_invalid': ('error', 'drop'), 'target.kind': ('auto', 'raw', 
            'search.metric': ('auto', 'auc', 'accuracy', 'balanced_accuracy', 'mcc', 'log_loss', 'rank_ic')}
 
 _AT_LEAST_1 = {'features.lookback', 'target.horizon', 'training.epochs', 'training.batch_size', 'training.patience', 'training.threads',
-               'evaluation.top_k', 'data.min_symbols', 'search.trials', 'search.folds'} | {f'model.{f.name}' for f in fields(ModelSpec) if f.type == 'int'}
+               'evaluation.top_k', 'evaluation.baseline_windows', 'data.min_symbols', 'search.trials', 'search.folds'} | {f'model.{f.name}' for f in fields(ModelSpec) if f.type == 'int'}
 RANGES = {**{k: (lambda v: v >= 1, 'at least 1') for k in _AT_LEAST_1},
           'split.gap': (lambda v: v >= 0, 'at least 0'), 'evaluation.n_boot': (lambda v: v >= 0, 'at least 0'),
           'evaluation.cost_bps': (lambda v: 0 <= v < math.inf, 'a finite number >= 0'), 'training.lr': (lambda v: 0 < v < math.inf, 'a finite number > 0'),

@@ -13,9 +13,9 @@ from .data import DataError, SAMPLES, is_panel, load_ohlcv, load_panel, load_sam
 
 # %% auto #0
 __all__ = ['SECTIONS', 'XS_KEYS', 'DataSpec', 'FeatureSpec', 'SplitSpec', 'TargetSpec', 'ModelSpec', 'TrainingSpec',
-           'EvaluationSpec', 'SearchSpec', 'Experiment', 'load_data', 'select_symbols', 'resolved_out',
+           'EvaluationSpec', 'SearchSpec', 'Experiment', 'is_store', 'load_data', 'select_symbols', 'resolved_out',
            'feature_cache_dir', 'set_threads', 'resolve', 'cross_sectional_metrics', 'metrics_row', 'json_safe',
-           'train_pipeline']
+           'memory_parts', 'store_parts', 'train_pipeline']
 
 # %% ../nbs/08_pipeline.ipynb #33adc84a
 @dataclass
@@ -79,6 +79,7 @@ class EvaluationSpec:
     cost_bps: float = 1.0       # cost per unit of position (or weight) traded, basis points
     n_boot: int = 1000          # block-bootstrap resamples for the intervals
     top_k: int | None = None    # panels: names per portfolio leg (default: 20% of each date's names)
+    baseline_windows: int = 200_000   # a feature store: the tabular baselines are fitted on a seeded sample of this many training windows
 
 @dataclass
 class SearchSpec:
@@ -104,11 +105,20 @@ class Experiment:
 SECTIONS = tuple(f.name for f in fields(Experiment) if f.name != 'out')
 
 # %% ../nbs/08_pipeline.ipynb #8e71c764
+def is_store(source) -> bool:
+    "Whether `source` names a feature store's folder (rather than bars, a panel file or a folder of per-symbol files)"
+    if isinstance(source, pd.DataFrame): return False
+    p = Path(source)
+    return p.is_dir() and (p / 'meta.json').is_file() and (p / 'features.bin').is_file()
+
+def _when(ts) -> str: return str(ts)
+
 def load_data(
     source,                   # a frame, 'sp500' / 'nasdaq' / 'stocks', or whatever `load_ohlcv` / `load_panel` reads
     on_invalid: str = 'error',  # panels: 'error' at the first bad row, or 'drop' bad rows/symbols and report them
 ) -> tuple[pd.DataFrame, Path | None]:
     "A bundled series or panel by name, or whatever `load_ohlcv` / `load_panel` reads; with its file when there is one"
+    if is_store(source): raise DataError(f"{source} is a feature store, not bars: `trading-nb train --data {source}` trains from it")
     if isinstance(source, pd.DataFrame):
         return (load_panel(source, on_invalid) if is_panel(source) else load_ohlcv(source)), None
     if str(source) in SAMPLES: return load_sample(str(source), on_invalid=on_invalid), sample_path(str(source))
@@ -193,6 +203,57 @@ def json_safe(x):
     if isinstance(x, pd.Timestamp): return str(x)
     return x
 
+# %% ../nbs/08_pipeline.ipynb #914aad55
+def memory_parts(
+    exp: Experiment,         # the run
+    source,                  # bars or a panel (a frame, a bundled name, a file or a folder)
+    distributed: bool = False,  # under torchrun: panel features once per machine, through the cache
+) -> tuple:
+    "Train, validation and test `TradingDataset`s of bars that fit in memory, and where they came from"
+    from trading_nb.dataset import chronological_split
+    from trading_nb.distributed import local_main_first
+    from trading_nb.inference import _file_sha256
+    from trading_nb.panel import default_cache_dir
+    d, f, s = exp.data, exp.features, exp.split
+    df, path = load_data(source, d.on_invalid)
+    panel = isinstance(df.index, pd.MultiIndex)
+    df = select_symbols(df, d.symbols)
+    tgt = ('excess' if panel else 'raw') if exp.target.kind == 'auto' else exp.target.kind
+    cache_dir = feature_cache_dir(exp)
+    if panel and distributed and cache_dir is None: cache_dir = default_cache_dir()
+    panel_kw = dict(n_jobs=d.n_jobs, cache_dir=cache_dir, min_symbols=d.min_symbols) if panel else {}
+    with local_main_first():   # under torchrun: local rank 0 computes (and caches) the features, then its machine's other ranks
+        train, val, test = chronological_split(df, lookback=f.lookback, horizon=exp.target.horizon, target=tgt, indicators=f.indicators,
+                                               val_frac=s.val_frac, test_frac=s.test_frac, gap=s.gap, **panel_kw)
+    dates = df.index.get_level_values('date') if panel else df.index
+    return train, val, test, dict(
+        source=path.name if path else 'frame', sha256=_file_sha256(path) if path else None, rows=len(df), start=_when(dates.min()),
+        end=_when(dates.max()), panel=panel, symbols=sorted(df.index.unique('symbol')) if panel else None,
+        dropped=df.attrs.get('dropped', []), frame=df, path=path, store=None)
+
+def store_parts(
+    exp: Experiment,  # the run
+    source,           # a feature store's folder
+) -> tuple:
+    "Train, validation and test `StoreDataset`s read from a feature store on disk, and where they came from"
+    from trading_nb.store import open_store, store_split
+    st = open_store(source)
+    d, f, s = exp.data, exp.features, exp.split
+    if d.symbols: raise ValueError("data.symbols (--symbols) cannot pick symbols of a feature store: build a store of those symbols")
+    if f.indicators is not None and [dict(i) for i in f.indicators] != st.indicators:
+        raise ValueError(f"features.indicators differ from the indicator set the store {Path(source).name} was built with; "
+                         "leave them unset to use the store's, or build a store with them (trading-nb features)")
+    if exp.target.kind == 'raw' or d.on_invalid != 'error' and False: pass
+    tgt = 'excess' if exp.target.kind == 'auto' else exp.target.kind
+    train, val, test = store_split(st, lookback=f.lookback, horizon=exp.target.horizon, target=tgt, val_frac=s.val_frac,
+                                   test_frac=s.test_frac, gap=s.gap, min_symbols=d.min_symbols)
+    cal = st.to_dates(st.calendar[[0, -1]])
+    dropped = [dict(symbol=x.get('symbol'), date=x.get('date'), reason=x.get('reason')) for x in st.dropped]
+    return train, val, test, dict(
+        source=Path(source).name, sha256=st.meta.get('input_hash'), rows=st.n_rows, start=_when(cal[0]), end=_when(cal[-1]),
+        panel=True, symbols=sorted(st.symbols), dropped=dropped, frame=None, path=None,
+        store=dict(path=Path(source).name, rows=st.n_rows, dtype=st.meta['dtype'], bytes=sum(p.stat().st_size for p in Path(source).iterdir())))
+
 # %% ../nbs/08_pipeline.ipynb #3cf475e9
 def train_pipeline(
     exp: Experiment,            # the run: data, features, split, target, model, training, evaluation (`resolve` fills the folder)
@@ -201,10 +262,8 @@ def train_pipeline(
     extra: dict | None = None,  # more entries for metrics.json (e.g. a tuning run's `tuning`), written before the report
 ) -> dict | None:
     "Load, validate, featurise, split, train, evaluate against baselines and backtest; write the run folder (rank 0 under torchrun; other ranks return `None`)"
-    from trading_nb.dataset import chronological_split
-    from trading_nb.distributed import all_gather_objects, init_distributed, local_main_first
+    from trading_nb.distributed import all_gather_objects, init_distributed
     from trading_nb.model import ModelConfig, TradingModel
-    from trading_nb.panel import default_cache_dir
     from trading_nb.train import fit, predict_dataset, set_seed
     from trading_nb.evaluate import backtest, baseline_predictions, compare, verdict
     from trading_nb.inference import _file_sha256, export_model
@@ -218,16 +277,9 @@ def train_pipeline(
     last = out / 'checkpoints' / 'last.pt'
     if resume and not last.exists(): raise FileNotFoundError(f"{last}: no checkpoint to resume from; start without --resume")
     if info.main: out.mkdir(parents=True, exist_ok=True)
-    df, path = load_data(d.source if data is None else data, d.on_invalid)
-    panel = isinstance(df.index, pd.MultiIndex)
-    df = select_symbols(df, d.symbols)
-    tgt = ('excess' if panel else 'raw') if exp.target.kind == 'auto' else exp.target.kind
-    cache_dir = feature_cache_dir(exp)
-    if panel and info.enabled and cache_dir is None: cache_dir = default_cache_dir()   # features once per machine, through the cache
-    panel_kw = dict(n_jobs=d.n_jobs, cache_dir=cache_dir, min_symbols=d.min_symbols) if panel else {}
-    with local_main_first():   # under torchrun: local rank 0 computes (and caches) the features, then its machine's other ranks
-        train, val, test = chronological_split(df, lookback=lookback, horizon=horizon, target=tgt, indicators=f.indicators,
-                                               val_frac=exp.split.val_frac, test_frac=exp.split.test_frac, gap=exp.split.gap, **panel_kw)
+    source = d.source if data is None else data
+    train, val, test, src = (store_parts(exp, source) if is_store(source) else memory_parts(exp, source, info.enabled))
+    panel, tgt = src['panel'], train.target_kind if src['panel'] else 'raw'
     set_seed(seed)
     model = TradingModel(ModelConfig(input_channels=train.n_channels, n_indicators=train.n_indicators, output_dim=train.output_dim,
                                      lookback=lookback, **asdict(exp.model)))
@@ -236,14 +288,14 @@ def train_pipeline(
     proba, y = predict_dataset(model, test, res.device)   # under torchrun: every test window once, gathered from all ranks
     cache_hits = all_gather_objects(bool((getattr(train, 'features_cache', None) or {}).get('hit')))
     if not info.main: return None   # rank 0 alone scores, writes and reports
-    base = baseline_predictions(train, test, seed=seed)
+    sample = src['store'] and len(train) > ev.baseline_windows   # a store's training part may not fit in memory: the tabular baselines see a sample
+    base = baseline_predictions(train.sample(ev.baseline_windows, seed=seed) if sample else train, test, seed=seed)
     cmp = compare(proba, base, y, n_boot=n_boot, seed=seed, horizon=horizon)
     dates = pd.Index(test.dates)
     metrics = dict(
         model=metrics_row(cmp, 'model'), baselines={b: metrics_row(cmp, b) for b in base},
         verdict=verdict(proba, base, y, n_boot=n_boot, seed=seed, horizon=horizon),
-        data=dict(source=path.name if path else 'frame', sha256=_file_sha256(path) if path else None, rows=len(df), start=str(df.index.get_level_values('date').min() if panel else df.index[0]),
-                  end=str(df.index.get_level_values('date').max() if panel else df.index[-1]), target=tgt,
+        data=dict(source=src['source'], sha256=src['sha256'], rows=src['rows'], start=src['start'], end=src['end'], target=tgt,
                   train=[str(train.dates.min()), str(train.dates.max()), len(train)], val=[str(val.dates.min()), str(val.dates.max()), len(val)],
                   test=[str(dates.min()), str(dates.max()), len(test)], up_share_test=float(np.mean(y == train.n_classes - 1))),
         training=dict(epochs_run=len(res.history), best_epoch=res.best_epoch, device=str(res.device),
@@ -263,11 +315,12 @@ def train_pipeline(
         metrics['portfolio'] = dict(cost_bps=cost_bps, top_k=ev.top_k or 'top and bottom 20% of each date', **xs['portfolio'])
         metrics['per_symbol'] = xs['per_symbol'].reset_index().to_dict('records')
         metrics['cross_sectional_verdict'] = xs['verdict']
-        dropped = [dict(symbol=x['symbol'], date=x['date'], reason=x['reason']) for x in df.attrs.get('dropped', [])]
+        dropped = [dict(symbol=x['symbol'], date=x['date'], reason=x['reason']) for x in src['dropped']]
         dropped += [dict(symbol=k['symbol'], date=None, reason=f"left out: {k.get('reason')}") for k in train.skipped if 'bars' in k]
-        metrics['data'].update(symbols=sorted(df.index.unique('symbol')), symbols_trained=sorted(set(train.symbols)),
+        metrics['data'].update(symbols=src['symbols'], symbols_trained=sorted(set(train.symbols)),
                                symbols_test=sorted(set(test.symbols)), span=getattr(train, 'span', {}), dropped=dropped,
                                feature_cache_hits=cache_hits)   # per rank: under torchrun only local rank 0 computes
+        if src['store']: metrics['data'].update(store=src['store'], baseline_windows=len(train) if not sample else ev.baseline_windows)
         pd.DataFrame(dropped, columns=['symbol', 'date', 'reason']).to_csv(out / 'dropped.csv', index=False)
         preds.insert(0, 'symbol', test.symbols)
         preds = preds.set_index('symbol', append=True).swaplevel()
@@ -279,7 +332,7 @@ def train_pipeline(
     metrics.update(extra or {})
     metrics = json_safe(metrics)
     export_model(model, out / 'model.pt', train, metrics=dict(model=metrics['model'], backtest=metrics.get('backtest') or metrics['portfolio']),
-                 data=df, data_path=path)
+                 data=src['frame'], data_path=src['path'])
     res.history.to_csv(out / 'history.csv', index=False)
     preds.to_csv(out / 'test_predictions.csv')
     eq.to_csv(out / 'equity.csv')
