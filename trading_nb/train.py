@@ -4,11 +4,11 @@
 
 # %% ../nbs/05_train.ipynb #38317a96
 from __future__ import annotations
-import functools, math, os, random, tempfile, time
+import functools, itertools, math, os, random, tempfile, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 import torch
@@ -22,7 +22,7 @@ from .distributed import (ShardedBatches, all_gather_objects, all_gather_rows, a
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'set_seed', 'cpu_bf16_native', 'amp_dtype_for', 'TrainingSetup', 'class_weights',
            'setup_training', 'train_epoch', 'predict_batches', 'predict_dataset', 'validate', 'score_predictions',
-           'save_atomic', 'FitResult', 'fit', 'load_checkpoint']
+           'step_stream', 'save_atomic', 'FitResult', 'fit', 'load_checkpoint']
 
 # %% ../nbs/05_train.ipynb #a898fd62
 def set_seed(seed: int = 0):
@@ -64,9 +64,14 @@ class TrainingSetup:
     device: torch.device
     amp_dtype: torch.dtype | None
 
-def class_weights(targets, n_classes: int) -> torch.Tensor:
-    "Balanced class weights `n / (k * count)` from training targets; a class that never occurs gets 0"
-    counts = torch.bincount(torch.as_tensor(targets).long().flatten(), minlength=n_classes).double()
+def class_weights(
+    targets,                # training targets (class labels); ignored when `counts` is given
+    n_classes: int,         # number of classes
+    counts=None,            # the count of each class instead (a store's `class_counts`: no pass over its targets)
+) -> torch.Tensor:
+    "Balanced class weights `n / (k * count)` from training targets or their class counts; a class that never occurs gets 0"
+    if counts is not None: counts = torch.as_tensor(np.asarray(counts, dtype=np.int64))[:n_classes].double()
+    else: counts = torch.bincount(torch.as_tensor(targets).long().flatten(), minlength=n_classes).double()
     return torch.where(counts > 0, counts.sum() / (n_classes * counts.clamp(min=1)), torch.zeros_like(counts)).float()
 
 def setup_training(
@@ -177,12 +182,13 @@ def predict_dataset(model: nn.Module, ds, device: torch.device, amp_dtype: torch
     def mine():
         for s in range(r.start, r.stop, batch_size):
             idx = torch.arange(s, min(s + batch_size, r.stop))
-            b = _gather(*tensors, idx.to(device) if on_dev else idx)
+            if tensors is None: b = ds.__getitems__(idx)   # a store: read from its memory map
+            else: b = _gather(*tensors, idx.to(device) if on_dev else idx)
             yield b if on_dev else {k: v.to(device) for k, v in b.items()}
     if len(r): out, y = (torch.as_tensor(a) for a in predict_batches(model, mine(), device, amp_dtype))
     else:
         k = model.config.output_dim
-        out, y = torch.zeros((0, k) if k > 1 else (0,)), torch.zeros(0, dtype=ds.targets.dtype)
+        out, y = torch.zeros((0, k) if k > 1 else (0,)), ds.targets_at(torch.zeros(0, dtype=torch.long))   # no targets materialised
     return all_gather_rows(out).cpu().numpy(), all_gather_rows(y).cpu().numpy()
 
 def validate(model: nn.Module, val_loader, device: torch.device, criterion: nn.Module | None = None,
@@ -205,6 +211,28 @@ def score_predictions(out: np.ndarray, y: np.ndarray, criterion: nn.Module | Non
         auc = float(roc_auc_score(y, out[:, 1]) if out.shape[1] == 2 else roc_auc_score(y, out, multi_class='ovr'))
     return dict(loss=loss, accuracy=float(np.mean(pred == y)), balanced_accuracy=float(balanced_accuracy_score(y, pred)),
                 auc=auc, mcc=float(matthews_corrcoef(y, pred)))
+
+# %% ../nbs/05_train.ipynb #b7c0a1e3
+def _from_step(loader, offset: int):
+    "`loader` (a `batches` or `ShardedBatches`) from step `offset` of its pass on: the skipped steps' indices are drawn, no window read"
+    if offset:
+        orders = loader._orders
+        loader._orders = lambda: itertools.islice(orders(), offset, None)
+    return loader
+
+def step_stream(
+    make_loader: Callable,   # `make_loader(p)`: the loader of sampler pass `p` (its order decided by `p` and the seed)
+    steps_per_pass: int,     # steps in one pass
+    start: int,              # first global step
+    count: int,              # steps to deliver
+) -> Iterator[dict]:
+    "The batches of global steps `start .. start + count - 1`: step `g` is step `g % steps_per_pass` of pass `g // steps_per_pass`"
+    g, stop = start, start + count
+    while g < stop:
+        p, offset = divmod(g, steps_per_pass)
+        k = min(steps_per_pass - offset, stop - g)
+        yield from itertools.islice(_from_step(make_loader(p), offset), k)
+        g += k
 
 # %% ../nbs/05_train.ipynb #4fa2c0b5
 CHECKPOINT_FORMAT = 'trading_nb.train/1'
@@ -255,6 +283,11 @@ def _restore_rng(ck: dict, rank: int, world: int, device: torch.device):
     if device.type == 'cuda' and world > 1 and len(cuda) == world: torch.cuda.set_rng_state(cuda[rank], device)
     elif torch.cuda.is_available() and ck.get('cuda_rng'): torch.cuda.set_rng_state_all(ck['cuda_rng'])
 
+def _balanced_weights(train) -> torch.Tensor:
+    "Balanced class weights of a training set: from its `class_counts` when it has them (a store never materialises its targets)"
+    counts = getattr(train, 'class_counts', None)
+    return class_weights(None, train.n_classes, counts) if counts is not None else class_weights(train.targets, train.n_classes)
+
 def fit(
     model: nn.Module, train, val,            # model; training and validation `TradingDataset`s
     epochs: int = 20,                        # most epochs to run
@@ -272,19 +305,29 @@ def fit(
     progress: bool = True,                   # progress bar over epochs (a widget in JupyterLab; rank 0 only)
     on_epoch_end: Callable | None = None,    # called as `on_epoch_end(epoch, row)` after each epoch's checkpoint, on every rank
     backend: str = 'auto',                   # under torchrun: 'auto' (gloo on the CPU, NCCL on CUDA), 'gloo' or 'nccl'
+    sampler: str = 'auto',                   # 'permutation', 'blocks' (`BlockSampler`: memory O(blocks)), or 'auto': a permutation in memory, blocks for a store
+    block_size: int = 1024,                  # blocks: consecutive windows per block
+    mix: int = 64,                           # blocks: blocks shuffled together
+    steps_per_epoch: int | None = None,      # a round of N optimiser steps (validate, checkpoint, early-stop every N) from one stream across passes; None: an epoch is a pass
 ) -> FitResult:
     "Train `model` on `train`, early-stop on `val`, keep the best weights; resumable, reproducible, and DDP under torchrun"
+    if steps_per_epoch is not None and (isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1):
+        raise ValueError(f"steps_per_epoch must be a positive integer or None, got {steps_per_epoch!r}")
     info, device = init_distributed(device, backend)
     regression = getattr(train, 'task', 'classification') == 'regression'
     set_seed(seed)
-    weights = class_weights(train.targets, train.n_classes) if balanced and not regression else None
+    weights = _balanced_weights(train) if balanced and not regression else None
     s = setup_training(model, device, lr, weight_decay, amp, weights, regression)
-    steps = n_steps(len(train), batch_size, info.world_size)   # a last global batch smaller than the world is dropped (1 process: ceil)
+    per_pass = n_steps(len(train), batch_size, info.world_size)   # a last global batch smaller than the world is dropped (1 process: ceil)
+    steps = steps_per_epoch or per_pass                            # optimiser steps in a round of the loop
     sched = (torch.optim.lr_scheduler.OneCycleLR(s.optimizer, max_lr=lr, total_steps=epochs * steps, pct_start=0.25) if epochs * steps >= 8
              else torch.optim.lr_scheduler.LambdaLR(s.optimizer, lambda _: 1.0))   # too few steps for a warm-up and an annealing phase
     rows, best_score, best_epoch, best_state, wait, start = [], math.inf, -1, None, 0, 0
     if resume is not None:
         ck = load_checkpoint(resume)
+        if ck.get('steps_per_epoch') != steps_per_epoch:
+            raise ValueError(f"{resume}: written with steps_per_epoch={ck.get('steps_per_epoch')}, this run has {steps_per_epoch}: "
+                             "resume with the same setting, or the stream of batches would not continue where it stopped")
         model.load_state_dict(ck['model']); s.optimizer.load_state_dict(ck['optimizer'])
         sched.load_state_dict(ck['scheduler']); s.scaler.load_state_dict(ck['scaler'])
         _restore_rng(ck, info.rank, info.world_size, s.device)
@@ -292,16 +335,18 @@ def fit(
         start = ck['epoch'] + 1
     elif info.rank: torch.manual_seed(seed + 7919 * info.rank)   # each rank its own dropout masks
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    def loader(p: int):   # sampler pass `p`: its order from (seed, p) alone
+        kw = dict(device=s.device, sampler=sampler, block_size=block_size, mix=mix)
+        eseed = seed * 100_003 + p
+        return ShardedBatches(train, batch_size, eseed, **kw) if info.enabled else batches(train, batch_size, shuffle=True, seed=eseed, **kw)
     bar = tqdm(range(start, epochs), desc='fit', disable=not (progress and info.main), initial=start, total=epochs)
     with synced_batchnorm(model) if info.enabled else nullcontext():
         net = wrap_ddp(model, s.device) if info.enabled else model
         for epoch in bar:
-            eseed = seed * 100_003 + epoch
-            loader = (ShardedBatches(train, batch_size, eseed, device=s.device) if info.enabled
-                      else batches(train, batch_size, shuffle=True, seed=eseed, device=s.device))
-            tr = train_epoch(net, loader, s.optimizer, s.device, s.criterion, s.scaler, s.amp_dtype, sched, clip, epoch)
+            feed = loader(epoch) if steps_per_epoch is None else step_stream(loader, per_pass, epoch * steps, steps)
+            tr = train_epoch(net, feed, s.optimizer, s.device, s.criterion, s.scaler, s.amp_dtype, sched, clip, epoch)
             va = score_predictions(*predict_dataset(model, val, s.device, s.amp_dtype), s.criterion)
-            row = dict(epoch=epoch, train_loss=tr['loss'], train_acc=tr['accuracy'], **{f'val_{k}': v for k, v in va.items()},
+            row = dict(epoch=epoch, **({} if steps_per_epoch is None else dict(step=(epoch + 1) * steps)), train_loss=tr['loss'], train_acc=tr['accuracy'], **{f'val_{k}': v for k, v in va.items()},
                        lr=sched.get_last_lr()[0], seconds=tr['seconds'], samples_per_s=tr['samples_per_s'])
             rows.append(row)
             if va['loss'] < best_score - 1e-6: best_score, best_epoch, best_state, wait = va['loss'], epoch, _cpu_state(model), 0
@@ -316,7 +361,8 @@ def fit(
                     state = dict(format=CHECKPOINT_FORMAT, epoch=epoch, model=_cpu_state(model), config=_config(model),
                                  optimizer=s.optimizer.state_dict(), scheduler=sched.state_dict(), scaler=s.scaler.state_dict(), **rng,
                                  history=rows, best=best_state, best_score=best_score, best_epoch=best_epoch, wait=wait,
-                                 seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, world_size=info.world_size)
+                                 seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, world_size=info.world_size,
+                                 sampler=sampler, steps_per_epoch=steps_per_epoch)
                     save_atomic(state, ckdir / 'last.pt')
                     if best_epoch == epoch: save_atomic(dict(format=CHECKPOINT_FORMAT, epoch=epoch, model=best_state, config=_config(model)), ckdir / 'best.pt')
             if on_epoch_end is not None: on_epoch_end(epoch, row)
