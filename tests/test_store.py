@@ -98,3 +98,70 @@ def test_store_trains_like_memory(bars, tmp_path):
         for _ in range(2): train_epoch(model, loader, s.optimizer, s.device, s.criterion)
         weights.append({k: v.clone() for k, v in model.state_dict().items()})
     for k in weights[0]: assert torch.equal(weights[0][k], weights[1][k]), k
+
+
+def test_fit_from_store_equals_fit_in_memory(bars, tmp_path):
+    "End to end through `fit`: a float64 store with the default sampler ('auto': blocks for a store) trains the weights that the panel in memory trains with sampler='blocks', bit for bit; the store's targets are never materialised"
+    from trading_nb.model import ModelConfig, TradingModel
+    from trading_nb.store import StoreDataset
+    from trading_nb.train import fit, set_seed
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        st = build_store(bars, tmp_path / 's64', dtype='float64')
+        mem = chronological_split(load_panel(bars), lookback=20, target='excess')
+        disk = store_split(st, lookback=20, target='excess')
+
+    class NoTargets(StoreDataset):
+        @property
+        def targets(self): raise MemoryError("materialised every target")
+    for d in disk: d.__class__ = NoTargets
+    torch.set_num_threads(1)
+    out = []
+    for (tr, va, _), sampler in ((mem, 'blocks'), (disk, 'auto')):
+        set_seed(0)
+        model = TradingModel(ModelConfig(input_channels=tr.n_channels, n_indicators=tr.n_indicators, output_dim=tr.output_dim, lookback=20,
+                                         conv_channels=8, hidden_size=16, n_heads=2, indicator_hidden=8, head_hidden=8))
+        r = fit(model, tr, va, epochs=3, patience=None, device='cpu', seed=2, progress=False, sampler=sampler, block_size=64, mix=4,
+                steps_per_epoch=6, checkpoint_dir=tmp_path / f'ck-{sampler}')
+        out.append((model.state_dict(), r.history))
+    for k in out[0][0]: assert torch.equal(out[0][0][k], out[1][0][k]), k
+    assert out[0][1].drop(columns=['seconds', 'samples_per_s']).equals(out[1][1].drop(columns=['seconds', 'samples_per_s']))
+    assert list(out[1][1].step) == [6, 12, 18]
+
+
+PREDICT_JOB = '''
+import sys, warnings
+import torch
+torch.set_num_threads(1)
+from trading_nb.distributed import init_distributed, dist_info
+from trading_nb.model import ModelConfig, TradingModel
+from trading_nb.store import store_split
+from trading_nb.train import predict_dataset, set_seed
+store, out = sys.argv[1], sys.argv[2]
+info, dev = init_distributed('cpu')
+with warnings.catch_warnings():
+    warnings.simplefilter('ignore')
+    _, _, te = store_split(store, lookback=20)
+type(te).targets = property(lambda self: (_ for _ in ()).throw(MemoryError('materialised every target')))
+set_seed(0)
+model = TradingModel(ModelConfig(input_channels=te.n_channels, n_indicators=te.n_indicators, output_dim=te.output_dim, lookback=20,
+                                 conv_channels=8, hidden_size=16, n_heads=2, indicator_hidden=8, head_hidden=8)).eval()
+p, y = predict_dataset(model, te, dev, batch_size=50)
+if dist_info().main: torch.save(dict(p=torch.from_numpy(p), y=torch.from_numpy(y), world=dist_info().world_size), out)
+'''
+
+
+def test_predict_dataset_on_a_store_under_torchrun(local, tmp_path):
+    "Two gloo ranks each predict a slice of a store's test part (read through `__getitems__`) and gather all of it: one process's predictions"
+    job = tmp_path / 'job.py'
+    job.write_text(PREDICT_JOB)
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    one = subprocess.run([sys.executable, job, local.path, tmp_path / 'one.pt'], capture_output=True, text=True, timeout=600, env=env)
+    assert one.returncode == 0, one.stderr[-4000:]
+    two = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', job, local.path, tmp_path / 'two.pt'],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert two.returncode == 0, two.stderr[-6000:]
+    a, b = torch.load(tmp_path / 'one.pt', weights_only=True), torch.load(tmp_path / 'two.pt', weights_only=True)
+    assert (a['world'], b['world']) == (1, 2)
+    assert torch.equal(a['y'], b['y']) and len(a['y']) > 50
+    assert torch.allclose(a['p'], b['p'], atol=1e-6)
