@@ -4,8 +4,8 @@
 
 # %% ../nbs/07_inference.ipynb #2dce43a2
 from __future__ import annotations
-import asyncio, concurrent.futures, hashlib, inspect, json, math, os, pickle, warnings
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+import asyncio, concurrent.futures, hashlib, inspect, json, math, os, pickle, tempfile, types, warnings
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, is_dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -21,11 +21,12 @@ from .panel import panel_features
 from .features import feature_columns, make_features, normalize_features, warmup_bars
 from .incremental import IncrementalFeatures
 from .model import ModelConfig, TradingModel, _check_inputs
+from .store import Store, StoreDataset
 from .train import save_atomic
 
 # %% auto #0
 __all__ = ['FORMAT', 'TRAINING_FORMAT', 'ModelFileError', 'export_model', 'InferenceModel', 'setup_inference', 'check_data',
-           'predict', 'StreamState', 'StreamStates', 'process_realtime', 'areplay', 'replay']
+           'predict', 'predict_store', 'StreamState', 'StreamStates', 'process_realtime', 'areplay', 'replay']
 
 # %% ../nbs/07_inference.ipynb #58eef6be
 FORMAT = 'trading_nb.model/1'
@@ -349,6 +350,107 @@ def _predict_panel(im: InferenceModel, data, threshold: float, on_mismatch: str,
     unseen = sorted(set(keys.unique('symbol')) - set(im.manifest.get('symbols') or []))
     out.attrs['unseen_symbols'] = unseen if im.manifest.get('symbols') else []
     return out
+
+# %% ../nbs/07_inference.ipynb #e5f6a7b2
+def _store_pieces(st: Store, lookback: int, chunk_windows: int) -> Iterator[list]:
+    "Every window of every symbol as `(symbol, first end row, end row)` pieces, grouped into chunks of at most `chunk_windows` windows"
+    chunk, size = [], 0
+    for s, a, n in zip(st.index['symbol'], st.index['start'], st.index['rows']):
+        e = a + lookback - 1                        # the first window's last row
+        while e < a + n:
+            k = min(a + n - e, chunk_windows - size)
+            chunk.append((s, e, e + k)); size += k; e += k
+            if size == chunk_windows: yield chunk; chunk, size = [], 0
+    if chunk: yield chunk
+
+def _check_store(im: InferenceModel, st: Store) -> list:
+    "The symbols too short for a window; a `DataError` unless the store holds the model's features"
+    if list(st.feature_names) != im.feature_names:
+        raise DataError(f"{st.path}: the store's features {st.feature_names} are not the model's {im.feature_names}; "
+                        "build the store with the model's indicator set")
+    short = st.index['symbol'][st.index['rows'] < im.lookback].tolist() + [k['symbol'] for k in st.skipped]
+    if short: warnings.warn(f"{len(short)} symbol(s) left out, too short for one window: {sorted(short)[:10]}")
+    return short
+
+def _write_chunks(frames: Iterable[pd.DataFrame], out_csv) -> Path:
+    "Append each frame to a temporary CSV beside `out_csv`, then rename it into place: a partial file never has the final name"
+    out = Path(out_csv)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent)
+    try:
+        with os.fdopen(fd, 'w', newline='') as f:
+            for i, df in enumerate(frames): df.to_csv(f, header=i == 0, index=False)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp): os.unlink(tmp)
+    return out
+
+# %% ../nbs/07_inference.ipynb #e5f6a7b3
+def _rows(im, out: torch.Tensor, symbols, dates, threshold: float) -> pd.DataFrame:
+    "A chunk's CSV rows: `symbol`, `date`, then `_frame`'s columns"
+    df = _frame(im, out, dates, threshold).reset_index()
+    df.insert(0, 'symbol', np.asarray(symbols, dtype=object))
+    return df
+
+def _module_runner(model: nn.Module, ds) -> tuple:
+    "A trained module as `_frame` and `_forward` want it: columns and task from the dataset, softmax (or the return) on the CPU"
+    meta = types.SimpleNamespace(task=ds.task, columns=[f'p_{c}' for c in ds.class_names] if ds.task == 'classification' else ['pred_return'])
+    model = getattr(model, 'module', model).eval()
+    dev = next(model.parameters()).device
+    def run(seq, ind, batch_size):
+        with torch.inference_mode():
+            y = model(seq.to(dev), ind.to(dev)).float()
+            return (torch.softmax(y, 1) if ds.task == 'classification' else y).cpu()
+    return meta, run
+
+def predict_store(
+    model,                       # an `InferenceModel`, or (with a `StoreDataset`) a trained `nn.Module`
+    data,                        # a `Store` (or its folder): every window of every symbol; or a `StoreDataset`: its windows
+    out_csv,                     # the CSV to write: symbol, date, p_<class> (or pred_return), signal
+    chunk_windows: int = 65_536, # windows read, predicted and written at a time
+    threshold: float = 0.5,      # long when `p_up` is above it
+    batch_size: int = 1024,      # windows per forward pass
+) -> Path:
+    "Predictions over a feature store written chunk by chunk to `out_csv` (renamed into place when complete), never all held at once"
+    if isinstance(chunk_windows, bool) or not isinstance(chunk_windows, (int, np.integer)) or chunk_windows < 1:
+        raise ValueError(f"chunk_windows must be a positive integer, got {chunk_windows!r}")
+    if isinstance(data, StoreDataset): return _predict_store_dataset(model, data, out_csv, int(chunk_windows), threshold, batch_size)
+    if not isinstance(model, InferenceModel):
+        raise TypeError(f"a store is predicted with an InferenceModel (from `setup_inference`), which brings its scaler; got {type(model).__name__}")
+    st = data if isinstance(data, Store) else Store(data)
+    _check_store(model, st)
+    L, mean, scale = model.lookback, np.asarray(model.scaler['mean'], np.float64), np.asarray(model.scaler['scale'], np.float64)
+    n_ind = len(model.indicator_names)
+    def frames():
+        for chunk in _store_pieces(st, L, int(chunk_windows)):
+            outs, syms, dates = [], [], []
+            for s, e0, e1 in chunk:   # a symbol's windows ending at rows e0 .. e1 - 1: rows e0 - L + 1 .. e1 - 1 read once
+                X = torch.from_numpy(((st.read('features', e0 - L + 1, e1).astype(np.float64) - mean) / scale).astype(np.float32))
+                outs.append(_forward(model, X.unfold(0, L, 1).transpose(1, 2), X[L - 1:, X.shape[1] - n_ind:], batch_size))
+                syms.append(np.full(e1 - e0, s, dtype=object)); dates.append(st.read('dates', e0, e1))
+            yield _rows(model, torch.cat(outs), np.concatenate(syms), st.to_dates(np.concatenate(dates)), threshold)
+    return _write_chunks(frames(), out_csv)
+
+def _predict_store_dataset(model, ds: StoreDataset, out_csv, chunk_windows: int, threshold: float, batch_size: int) -> Path:
+    "`predict_store` on a dataset's windows, with its scaler (the model's)"
+    if isinstance(model, InferenceModel):
+        if model.scaler['mean'] != ds.scaler['mean'] or model.scaler['scale'] != ds.scaler['scale']:
+            raise ValueError("the dataset's scaler is not the model's: split the store with scaler=model.scaler (or the training part's)")
+        meta, run = model, lambda seq, ind, b: _forward(model, seq, ind, b)
+    elif isinstance(model, nn.Module): meta, run = _module_runner(model, ds)
+    else: raise TypeError(f"expected an InferenceModel or a trained nn.Module, got {type(model).__name__}")
+    def frames():
+        for a in range(0, len(ds), chunk_windows):
+            idx = np.arange(a, min(a + chunk_windows, len(ds)))
+            outs = []
+            for s in range(0, len(idx), batch_size):   # one batch of windows gathered at a time
+                b = ds.__getitems__(idx[s:s + batch_size])
+                outs.append(run(b['sequence'], b['indicators'], batch_size))
+            k = ds._run_seg[np.searchsorted(ds._cum, idx, 'right') - 1]
+            syms = np.array([s for s, _, _ in ds._segs], dtype=object)[k]
+            yield _rows(meta, torch.cat(outs), syms, ds.store.to_dates(ds.store.dates[ds._ends(idx)]), threshold)
+    return _write_chunks(frames(), out_csv)
 
 # %% ../nbs/07_inference.ipynb #0a45e045
 _TIME_KEYS = ('date', 'timestamp', 'datetime', 'time', 'index')
