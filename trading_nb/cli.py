@@ -222,7 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument('--batch-size', type=int, default=None, help='batch size (default: 64)')
     t.add_argument('--lr', type=float, default=None, help='peak learning rate (default: 1e-3)')
     t.add_argument('--patience', type=int, default=None, help='early-stopping patience in epochs (default: 5)')
-    t.add_argument('--cost-bps', type=float, default=None, help='backtest cost per unit of position change, basis points (default: 1)')
+    t.add_argument('--cost-bps', type=float, default=None, help='commission per unit of position traded, basis points (default: 1)')
+    t.add_argument('--execution', choices=['next_open', 'next_close', 'close'], default=None,
+                   help="when a position decided on bar t's close trades: next_open (default: bar t+1's open), next_close, or close (bar t's close, "
+                        "which no one could trade at; only for comparison)")
+    t.add_argument('--costs', choices=['auto', 'spread', 'bps'], default=None,
+                   help='spread: half the spread estimated from the bars plus the commission; bps: the commission alone; auto (default): spread for a panel, bps for a series')
+    t.add_argument('--min-traded-value', type=float, default=None, help="panels: a name is tradable on a date when its median close x volume over the last 21 bars "
+                                                                        "is above this, in the data's currency (default: 0, names that do not trade are out)")
+    t.add_argument('--max-stale', type=int, default=None, help='panels: a name is tradable when at most this many of its last 21 bars were stale (default: 2)')
+    t.add_argument('--participation', type=float, default=None, help="panels: share of a name's traded value the book may trade per bar, for its capacity (default: 0.1)")
     t.add_argument('--on-invalid', **{**invalid, 'default': None})
     t.add_argument('--target', choices=['auto', 'raw', 'excess'], default=None,
                    help="what the direction classes are of: the raw move, or the move relative to the date's cross-sectional mean "

@@ -26,7 +26,8 @@ __all__ = ['CHOICES', 'RANGES', 'SEARCHABLE', 'FLAGS', 'INTERVAL_METRICS', 'KEY_
 class ExperimentError(ValueError):
     "An experiment file, flag or `--set` that names an unknown key or gives a value the key does not allow"
 
-CHOICES = {'data.on_invalid': ('error', 'drop'), 'target.kind': ('auto', 'raw', 'excess'),
+CHOICES = {'data.on_invalid': ('error', 'drop'), 'evaluation.execution': ('next_open', 'next_close', 'close'),
+           'evaluation.costs': ('auto', 'spread', 'bps'), 'evaluation.spread_method': ('abdi_ranaldo', 'corwin_schultz'), 'target.kind': ('auto', 'raw', 'excess'),
            'training.device': ('auto', 'cpu', 'cuda', 'mps'), 'training.dist_backend': ('auto', 'gloo', 'nccl'),
            'search.metric': ('auto', 'auc', 'accuracy', 'balanced_accuracy', 'mcc', 'log_loss', 'rank_ic')}
 
@@ -36,7 +37,9 @@ RANGES = {**{k: (lambda v: v >= 1, 'at least 1') for k in _AT_LEAST_1},
           'split.gap': (lambda v: v >= 0, 'at least 0'), 'evaluation.n_boot': (lambda v: v >= 0, 'at least 0'),
           'evaluation.cost_bps': (lambda v: 0 <= v < math.inf, 'a finite number >= 0'), 'training.lr': (lambda v: 0 < v < math.inf, 'a finite number > 0'),
           'split.val_frac': (lambda v: 0 < v < 1, 'in (0, 1)'), 'split.test_frac': (lambda v: 0 < v < 1, 'in (0, 1)'),
-          'model.dropout': (lambda v: 0 <= v < 1, 'in [0, 1)'), 'data.n_jobs': (lambda v: v == -1 or v >= 1, '-1 (one per core) or at least 1')}
+          'model.dropout': (lambda v: 0 <= v < 1, 'in [0, 1)'), 'evaluation.participation': (lambda v: 0 < v <= 1, 'in (0, 1]'),
+          'evaluation.min_traded_value': (lambda v: 0 <= v < math.inf, 'a finite number >= 0'), 'evaluation.max_stale': (lambda v: v >= 0, 'at least 0'),
+          'evaluation.spread_window': (lambda v: v >= 2, 'at least 2'), 'evaluation.universe_window': (lambda v: v >= 1, 'at least 1'), 'data.n_jobs': (lambda v: v == -1 or v >= 1, '-1 (one per core) or at least 1')}
 
 # %% ../nbs/09_experiment.ipynb #ea859bb1
 _WORDS = {int: 'an integer', float: 'a number', str: 'a string', bool: 'true or false'}
@@ -281,7 +284,8 @@ FLAGS = dict(data='data.source', out='out', epochs='training.epochs', lookback='
              seed='training.seed', device='training.device', batch_size='training.batch_size', lr='training.lr',
              patience='training.patience', cost_bps='evaluation.cost_bps', on_invalid='data.on_invalid', target='target.kind',
              jobs='data.n_jobs', cache_dir='data.cache_dir', min_symbols='data.min_symbols', symbols='data.symbols',
-             top_k='evaluation.top_k', threads='training.threads', dist_backend='training.dist_backend')
+             top_k='evaluation.top_k', execution='evaluation.execution', costs='evaluation.costs',
+             min_traded_value='evaluation.min_traded_value', max_stale='evaluation.max_stale', participation='evaluation.participation', threads='training.threads', dist_backend='training.dist_backend')
 
 def experiment_from_args(
     a: argparse.Namespace,  # parsed arguments: `config`, `set` and any of the `FLAGS`

@@ -12,10 +12,11 @@ import pandas as pd
 from .data import DataError, SAMPLES, is_panel, load_ohlcv, load_panel, load_sample, sample_path
 
 # %% auto #0
-__all__ = ['SECTIONS', 'XS_KEYS', 'DataSpec', 'FeatureSpec', 'SplitSpec', 'TargetSpec', 'ModelSpec', 'TrainingSpec',
-           'EvaluationSpec', 'SearchSpec', 'Experiment', 'is_store', 'load_data', 'select_symbols', 'resolved_out',
-           'feature_cache_dir', 'set_threads', 'resolve', 'cross_sectional_metrics', 'metrics_row', 'json_safe',
-           'memory_parts', 'store_parts', 'train_pipeline']
+__all__ = ['SECTIONS', 'BOOKS', 'XS_KEYS', 'EXECUTIONS', 'COSTS', 'DataSpec', 'FeatureSpec', 'SplitSpec', 'TargetSpec',
+           'ModelSpec', 'TrainingSpec', 'EvaluationSpec', 'SearchSpec', 'Experiment', 'is_store', 'load_data',
+           'select_symbols', 'resolved_out', 'feature_cache_dir', 'set_threads', 'resolve', 'cross_sectional_metrics',
+           'metrics_row', 'json_safe', 'cost_model', 'panel_evaluation', 'memory_parts', 'store_parts', 'store_bars',
+           'train_pipeline']
 
 # %% ../nbs/08_pipeline.ipynb #33adc84a
 @dataclass
@@ -75,8 +76,16 @@ class TrainingSpec:
 
 @dataclass
 class EvaluationSpec:
-    "How the test period is judged"
-    cost_bps: float = 1.0       # cost per unit of position (or weight) traded, basis points
+    "How the test period is judged: as a practitioner trades (after the signal, paying spreads, within a tradable universe)"
+    cost_bps: float = 1.0       # commission per unit of position (or weight) traded, basis points
+    execution: str = 'next_open'  # a position decided on bar t's close trades at: 'next_open' (t+1's open), 'next_close', or 'close' (t's close: only when asked)
+    costs: str = 'auto'         # 'spread' (half the spread estimated from the bars, plus the commission), 'bps' (the commission alone); 'auto': spread for a panel, bps for a series
+    spread_method: str = 'abdi_ranaldo'  # the spread estimator: 'abdi_ranaldo' (close-high-low) or 'corwin_schultz' (high-low)
+    spread_window: int = 21     # bars the spread estimate averages over
+    min_traded_value: float = 0.0  # panels: tradable when the median close x volume of the last `universe_window` bars is above this (the data's currency)
+    max_stale: int | None = 2   # panels: tradable when at most this many of the last `universe_window` bars were stale (no trade, or the close repeated)
+    universe_window: int = 21   # panels: bars the universe rules look back over
+    participation: float = 0.1  # panels: share of a name's traded value the book may trade per bar, for its capacity
     n_boot: int = 1000          # block-bootstrap resamples for the intervals
     top_k: int | None = None    # panels: names per portfolio leg (default: 20% of each date's names)
     baseline_windows: int = 200_000   # a feature store: the tabular baselines are fitted on a seeded sample of this many training windows
@@ -161,6 +170,13 @@ def resolve(exp: Experiment) -> Experiment:
     return replace(exp, out=str(resolved_out(exp)), features=replace(exp.features, indicators=ind))
 
 # %% ../nbs/08_pipeline.ipynb #d10ce4e0
+BOOKS = ('long_short', 'long_top', 'equal_weight')
+
+def _xs_entry(row) -> dict:
+    "A predictor's cross-sectional figures from `cross_sectional_compare`'s row, as metrics.json holds them"
+    return {k: row[k] for k in XS_KEYS} | dict(long_short=dict(annual_return=row['ls_annual_return'], sharpe=row['ls_sharpe'],
+                                                               max_drawdown=row['ls_max_drawdown'], turnover=row['ls_turnover']))
+
 XS_KEYS = ('ic', 'ic_ci', 'rank_ic', 'rank_ic_ci', 'icir', 'rank_icir', 'ic_t', 'rank_ic_t', 'n_dates')
 
 def cross_sectional_metrics(
@@ -203,6 +219,46 @@ def json_safe(x):
     if isinstance(x, pd.Timestamp): return str(x)
     return x
 
+# %% ../nbs/08_pipeline.ipynb #0c9daa67
+EXECUTIONS, COSTS = ('next_open', 'next_close', 'close'), ('auto', 'spread', 'bps')
+
+def cost_model(ev: EvaluationSpec, panel: bool) -> str:
+    "'spread' or 'bps': `auto` charges estimated spreads on a panel of traded names, the commission alone on a series (often an index, which is not traded)"
+    return ('spread' if panel else 'bps') if ev.costs == 'auto' else ev.costs
+
+def _exec_kw(ev: EvaluationSpec, panel: bool) -> dict:
+    return dict(execution=ev.execution, costs=cost_model(ev, panel), cost_bps=ev.cost_bps, spread_method=ev.spread_method,
+                spread_window=ev.spread_window)
+
+def panel_evaluation(
+    proba: dict,              # `{name: (n, classes) probabilities}`, the model first, then the baselines
+    test,                     # the test part of a panel (its windows' dates, symbols, targets)
+    bars: pd.DataFrame,       # the panel's bars, with the history before the test windows (spreads, universe, factors)
+    ev: EvaluationSpec = None,  # execution, costs, universe, capacity
+    seed: int = 0,            # bootstrap seed
+) -> dict:
+    "Every predictor (and the factor baselines) judged as a practitioner would: traded after the signal, paying spreads, within a tradable universe; the model's book, its capacity and warnings"
+    from trading_nb.backtest import FACTORS, execution_inputs, factor_baselines, panel_backtest
+    from trading_nb.cross_section import cross_sectional_compare, cross_sectional_verdict, per_symbol_metrics, score_from_proba
+    ev = ev or EvaluationSpec()
+    d, sym, h = pd.DatetimeIndex(test.dates), np.asarray(test.symbols).astype(str), test.horizon
+    kw = _exec_kw(ev, True)
+    rules = dict(min_traded_value=ev.min_traded_value, max_stale=ev.max_stale, universe_window=ev.universe_window)
+    x = execution_inputs(bars, d, sym, h, **kw, **rules)
+    k = x['usable'].to_numpy()
+    fac = factor_baselines(bars, d, sym)
+    scores = {name: score_from_proba(p) for name, p in proba.items()} | {f: fac[f].to_numpy() for f in FACTORS}
+    S = {n: np.asarray(s, 'float64')[k] for n, s in scores.items()}
+    tr = x['tradable'].to_numpy()[k]
+    ckw = dict(returns=x['ret'].to_numpy()[k], dates=d[k], symbols=sym[k], horizon=h, cost_bps=ev.cost_bps, top_k=ev.top_k,
+               n_boot=ev.n_boot, seed=seed, half_spread=x['half_spread'].to_numpy()[k] if kw['costs'] == 'spread' else None)
+    table, table_all = cross_sectional_compare(S, tradable=tr, **ckw), cross_sectional_compare(S, **ckw)
+    verdict = cross_sectional_verdict(S, ckw['returns'], ckw['dates'], symbols=ckw['symbols'], horizon=h, n_boot=ev.n_boot, seed=seed, tradable=tr)
+    eq, book = panel_backtest(bars, scores['model'], d, sym, h, **kw, **rules, participation=ev.participation, top_k=ev.top_k,
+                              n_boot=ev.n_boot, seed=seed)
+    per = per_symbol_metrics(proba['model'], test.targets.numpy(), test.symbols)
+    return dict(table=table, table_all=table_all, equity=eq, book=book, per_symbol=per, verdict=verdict, inputs=x, factors=fac)
+
 # %% ../nbs/08_pipeline.ipynb #914aad55
 def memory_parts(
     exp: Experiment,         # the run
@@ -229,7 +285,7 @@ def memory_parts(
     return train, val, test, dict(
         source=path.name if path else 'frame', sha256=_file_sha256(path) if path else None, rows=len(df), start=_when(dates.min()),
         end=_when(dates.max()), panel=panel, symbols=sorted(df.index.unique('symbol')) if panel else None,
-        dropped=df.attrs.get('dropped', []), frame=df, path=path, store=None)
+        dropped=df.attrs.get('dropped', []), frame=df, path=path, store=None, store_obj=None)
 
 def store_parts(
     exp: Experiment,  # the run
@@ -251,8 +307,24 @@ def store_parts(
     dropped = [dict(symbol=x.get('symbol'), date=x.get('date'), reason=x.get('reason')) for x in st.dropped]
     return train, val, test, dict(
         source=Path(source).name, sha256=st.meta.get('input_hash'), rows=st.n_rows, start=_when(cal[0]), end=_when(cal[-1]),
-        panel=True, symbols=sorted(st.symbols), dropped=dropped, frame=None, path=None,
+        panel=True, symbols=sorted(st.symbols), dropped=dropped, frame=None, path=None, store_obj=st,
         store=dict(path=Path(source).name, rows=st.n_rows, dtype=st.meta['dtype'], bytes=sum(p.stat().st_size for p in Path(source).iterdir())))
+
+# %% ../nbs/08_pipeline.ipynb #cdd48691
+def store_bars(
+    store,               # a `Store`
+    since,               # the first date needed (e.g. the test period's first decision date)
+    margin: int = 128,   # bars of history kept before `since` per symbol (spread, universe and factor windows)
+) -> pd.DataFrame:
+    "The OHLCV bars of a store's symbols from `margin` bars before `since` on, as a panel frame (the test period's bars, not the store's)"
+    cut = pd.Timestamp(since).as_unit('ns').value   # the store's int64 dates: nanoseconds since the epoch (UTC for zoned input)
+    frames = []
+    for s, a, n in zip(store.index['symbol'], store.index['start'], store.index['rows']):
+        lo = a + max(0, int(np.searchsorted(store.dates[a:a + n], cut, 'left')) - margin)
+        if lo >= a + n: continue
+        idx = pd.MultiIndex.from_arrays([np.full(a + n - lo, s, dtype=object), store.to_dates(store.read('dates', lo, a + n))], names=['symbol', 'date'])
+        frames.append(pd.DataFrame({c: store.read(c, lo, a + n) for c in ('open', 'high', 'low', 'close', 'volume')}, index=idx))
+    return pd.concat(frames)
 
 # %% ../nbs/08_pipeline.ipynb #3cf475e9
 def train_pipeline(
@@ -265,7 +337,8 @@ def train_pipeline(
     from trading_nb.distributed import all_gather_objects, init_distributed
     from trading_nb.model import ModelConfig, TradingModel
     from trading_nb.train import fit, predict_dataset, set_seed
-    from trading_nb.evaluate import backtest, baseline_predictions, compare, verdict
+    from trading_nb.backtest import series_backtest
+    from trading_nb.evaluate import baseline_predictions, compare, verdict
     from trading_nb.inference import _file_sha256, export_model
     from trading_nb.report import write_report
     t0 = time.perf_counter()
@@ -307,12 +380,18 @@ def train_pipeline(
     for i, c in enumerate(test.class_names): preds[f'p_{c}'] = proba[:, i]
     for b, p in base.items(): preds[f'{b}_p_up'] = p[:, -1]
     if panel:
-        xs = cross_sectional_metrics({'model': proba, **base}, test, cost_bps=cost_bps, n_boot=n_boot, seed=seed, top_k=ev.top_k)
-        for name, row in xs['table'].iterrows():
-            entry = metrics['model'] if name == 'model' else metrics['baselines'][name]
-            entry.update({k: row[k] for k in XS_KEYS})
-            entry.update(long_short=dict(annual_return=row['ls_annual_return'], sharpe=row['ls_sharpe'], max_drawdown=row['ls_max_drawdown'], turnover=row['ls_turnover']))
-        metrics['portfolio'] = dict(cost_bps=cost_bps, top_k=ev.top_k or 'top and bottom 20% of each date', **xs['portfolio'])
+        bars = src['frame'] if src['frame'] is not None else store_bars(src['store_obj'], test.dates.min())
+        xs = panel_evaluation({'model': proba, **base}, test, bars, ev, seed=seed)
+        for name in xs['table'].index:   # the model, the tabular baselines, then the factor baselines (scores only: no pooled metrics)
+            entry = metrics['model'] if name == 'model' else metrics['baselines'].setdefault(name, {})
+            entry.update(_xs_entry(xs['table'].loc[name]), all_names=_xs_entry(xs['table_all'].loc[name]))
+        bk = xs['book']
+        metrics['portfolio'] = dict(cost_bps=cost_bps, top_k=ev.top_k or 'top and bottom 20% of each date', execution=bk['execution'],
+                                    costs=bk['costs'], universe=bk['universe'], windows=bk['windows'], capacity=bk['capacity'],
+                                    diagnostics=bk['diagnostics'], **{b: bk['tradable'][b] for b in BOOKS},
+                                    gross_annual_return=bk['tradable']['gross_annual_return'], cost_per_unit=bk['tradable']['cost_per_unit'],
+                                    all_names={b: bk['all_names'][b] for b in BOOKS})
+        metrics['warnings'] = bk['warnings']
         metrics['per_symbol'] = xs['per_symbol'].reset_index().to_dict('records')
         metrics['cross_sectional_verdict'] = xs['verdict']
         dropped = [dict(symbol=x['symbol'], date=x['date'], reason=x['reason']) for x in src['dropped']]
@@ -322,12 +401,16 @@ def train_pipeline(
                                feature_cache_hits=cache_hits)   # per rank: under torchrun only local rank 0 computes
         if src['store']: metrics['data'].update(store=src['store'], baseline_windows=len(train) if not sample else ev.baseline_windows)
         pd.DataFrame(dropped, columns=['symbol', 'date', 'reason']).to_csv(out / 'dropped.csv', index=False)
+        x = xs['inputs']
+        preds['exec_return'], preds['tradable'], preds['half_spread'] = x['ret'].to_numpy(), x['tradable'].to_numpy(), x['half_spread'].to_numpy()
+        for f in xs['factors'].columns: preds[f'{f}_score'] = xs['factors'][f].to_numpy()
         preds.insert(0, 'symbol', test.symbols)
         preds = preds.set_index('symbol', append=True).swaplevel()
         eq = xs['equity']
     else:
-        eq, stats = backtest(proba, test.future_returns, test.dates, cost_bps=cost_bps, horizon=horizon)
+        eq, stats = series_backtest(src['frame'], proba, test.dates, horizon=horizon, **_exec_kw(ev, False))
         metrics['backtest'] = dict(cost_bps=cost_bps, **stats)
+        metrics['warnings'] = stats['warnings']
     metrics['training']['seconds'] = time.perf_counter() - t0
     metrics.update(extra or {})
     metrics = json_safe(metrics)

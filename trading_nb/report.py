@@ -5,12 +5,13 @@
 # %% ../nbs/08a_report.ipynb #409bf0dc
 from __future__ import annotations
 import json, math, sys
+from html import escape as html_escape
 from pathlib import Path
 import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['POOLED', 'CROSS', 'write_report', 'format_ci', 'print_summary']
+__all__ = ['POOLED', 'CROSS', 'execution_text', 'capacity_text', 'write_report', 'format_ci', 'print_summary']
 
 # %% ../nbs/08a_report.ipynb #358d0e41
 _PCT = {'total_return', 'annual_return', 'annual_volatility', 'max_drawdown', 'hit_rate', 'exposure'}
@@ -44,9 +45,9 @@ def _stats_html(books: dict) -> str:
 POOLED = [('accuracy', 'accuracy'), ('balanced_accuracy', 'balanced acc.'), ('auc', 'ROC AUC'), ('mcc', 'MCC'), ('log_loss', 'log loss')]
 CROSS = [('ic', 'IC'), ('rank_ic', 'rank IC'), ('icir', 'ICIR'), ('rank_icir', 'rank ICIR'), ('rank_ic_t', 'rank IC t')]
 
-def _xs_table_html(metrics: dict) -> str:
-    "IC, rank IC, ICIR with intervals and the long-short book's return and Sharpe, per predictor"
-    rows = {'model': metrics['model'], **metrics['baselines']}
+def _xs_table_html(metrics: dict, part: str | None = None) -> str:
+    "IC, rank IC, ICIR with intervals and the long-short book's return and Sharpe, per predictor (`part='all_names'`: on every name, for contrast)"
+    rows = {name: (m.get(part) or {}) if part else m for name, m in {'model': metrics['model'], **metrics['baselines']}.items()}
     head = ''.join(f'<th>{label}</th>' for _, label in CROSS) + '<th>long-short annual return</th><th>long-short Sharpe</th>'
     body = ''
     for name, m in rows.items():
@@ -55,22 +56,65 @@ def _xs_table_html(metrics: dict) -> str:
                  f"<td>{_num('annual_return', ls.get('annual_return'))}</td><td>{_num('sharpe', ls.get('sharpe'))}</td></tr>")
     return f'<table><tr><th></th>{head}</tr>{body}</table>'
 
+def execution_text(m: dict) -> str:
+    "How the run's books traded, in one sentence: execution, costs, and for a panel the universe"
+    bt = m.get('portfolio') or m.get('backtest') or {}
+    if 'execution' not in bt: return f"Traded at the signal bar's close, {bt.get('cost_bps')} bp per unit traded (a run from before execution timing was recorded)."
+    when = {'next_open': "at the next bar's open", 'next_close': "at the next bar's close",
+            'close': "at the signal bar's own close (no one could trade there: an upper bound, asked for with --execution close)"}[bt['execution']]
+    c = bt['costs']
+    cost = (f"half the spread estimated from the bars ({c['spread_method'].replace('_', '-')}, {c['spread_window']} bars; paid {1e4 * c.get('cost_per_unit', bt.get('cost_per_unit') or 0):.1f} bp "
+            f"per unit traded on average) plus a {c['cost_bps']} bp commission" if c['model'] == 'spread' else f"a {c['cost_bps']} bp commission per unit traded")
+    text = f"Positions decided on a bar's close trade {when}; each trade pays {cost}."
+    u = bt.get('universe')
+    if u:
+        rules = [(f"a median traded value above {u['min_traded_value']:,.0f} over the last {u['window']} bars" if u['min_traded_value']
+                  else f"some trading over the last {u['window']} bars") if u.get('min_traded_value') is not None else '',
+                 f"at most {u['max_stale']} stale bars of the last {u['window']}" if u.get('max_stale') is not None else '']
+        text += (f" Tradable universe ({' and '.join(r for r in rules if r) or 'no rules'}, decided with data up to each date): "
+                 f"{u['tradable_share']:.0%} of the test windows; {u['excluded_per_date_mean']:.1f} names left out per date on average (at most {u['excluded_per_date_max']}).")
+    w = bt.get('windows') or {}
+    if w.get('no_future_bars'): text += f" {w['no_future_bars']} test windows at the end have no bar to trade at yet and are left out of the book."
+    return text
+
+def capacity_text(m: dict) -> str:
+    "The panel book's capacity beside its return, or ''"
+    cap = (m.get('portfolio') or {}).get('capacity')
+    if not cap: return ''
+    return (f"Capacity: {cap['capital']:,.0f} per leg at {cap['participation']:.0%} participation in each name's traded value "
+            f"(the capital at which {1 - cap['quantile']:.0%} of rebalances stay within the limit), beside an annual return of "
+            f"{cap['annual_return']:+.1%} for the {cap['book'].replace('_', '-')} book.")
+
 # %% ../nbs/08a_report.ipynb #32f0b8e5
 def _panel_figures(p: pd.DataFrame, eq: pd.DataFrame, m: dict) -> list:
     "The cross-sectional figures of a panel run, recomputed from its test predictions"
     from trading_nb.cross_section import (daily_ic, per_symbol_metrics, plot_ic, plot_per_symbol, plot_portfolio, plot_quantile_returns,
                                           quantile_returns)
-    sym, dates, ret = p.index.get_level_values('symbol'), p.index.get_level_values('date'), p['future_return'].to_numpy()
+    if 'exec_return' in p:   # the returns as traded (execution after the signal), on the tradable universe
+        p = p[p['exec_return'].notna() & p['tradable'].astype(bool)]
+    sym, dates = p.index.get_level_values('symbol'), p.index.get_level_values('date')
+    ret = p['exec_return' if 'exec_return' in p else 'future_return'].to_numpy()
     pcols = [c for c in p.columns if c.startswith('p_')]
     up = p[pcols[-1]].to_numpy()
-    base = {c[:-5]: p[c].to_numpy() for c in p.columns if c.endswith('_p_up')}
+    base = {c[:-5]: p[c].to_numpy() for c in p.columns if c.endswith('_p_up')} | {c[:-6]: p[c].to_numpy() for c in p.columns if c.endswith('_score')}
     ranked = sorted((b for b in base if (m['baselines'][b].get('rank_ic') is not None)), key=lambda b: -m['baselines'][b]['rank_ic'])
     shown = {'model': up, **{b: base[b] for b in ranked[:2]}}
     ics = {name: daily_ic(s, ret, dates, symbols=sym) for name, s in shown.items()}
     qr = {name: quantile_returns(s, ret, dates, symbols=sym) for name, s in shown.items()}
     per = per_symbol_metrics(p[pcols].to_numpy(), p['target'].to_numpy(), sym)
-    return [plot_ic(ics, title='Rank IC on the test period: rolling 20-date mean (top) and running sum (bottom)'),
+    figs = [plot_ic(ics, title='Rank IC on the test period: rolling 20-date mean (top) and running sum (bottom)'),
             plot_quantile_returns(qr), plot_portfolio(eq, title='Model portfolio after costs, beside the equal-weight panel'), plot_per_symbol(per)]
+    if 'n_excluded' in eq: figs.insert(3, _excluded_figure(eq))
+    return figs
+
+def _excluded_figure(eq: pd.DataFrame):
+    "Names left out of the tradable universe per rebalance date, and why"
+    import plotly.graph_objects as go
+    fig = go.Figure([go.Scatter(x=eq.index, y=eq[c], name=label, mode='lines') for c, label in
+                     (('n_excluded', 'left out'), ('n_low_value', 'traded value too low'), ('n_stale', 'stale prices'), ('n_short_history', 'too little history'))
+                     if c in eq])
+    fig.update_layout(title='Names outside the tradable universe per date (a name can fail both rules)', yaxis_title='names', height=320)
+    return fig
 
 def write_report(run: str | Path) -> Path:
     "Rebuild `report.html` in a training run's folder from its metrics, predictions, equity and history"
@@ -100,26 +144,33 @@ def write_report(run: str | Path) -> Path:
         target = f"Target: {'the move relative to the cross-sectional mean of its date (excess)' if d.get('target') == 'excess' else 'the raw move'}."
         pf = m['portfolio']
         books = {'long-short': pf['long_short'], 'long top k': pf['long_top'], 'equal weight': pf['equal_weight']}
+        contrast = (f"<h3>The same scores on all names, tradable or not (for contrast)</h3>{_xs_table_html(m, 'all_names')}"
+                    if 'all_names' in m['model'] else '')
         body = f"""<p>{who} {target}</p>
-<h2>Cross-sectional scores on the test period (per date, across symbols), with 95% block-bootstrap intervals</h2>{_xs_table_html(m)}
+<p>{execution_text(m)}</p>
+<h2>Cross-sectional scores on the test period (per date, across {'the tradable ' if 'all_names' in m['model'] else ''}symbols), with 95% block-bootstrap intervals</h2>{_xs_table_html(m)}
+{contrast}
 <p><b>Verdict (rank IC):</b> {m['cross_sectional_verdict']}</p>
 <h2>Pooled classification metrics (all test windows)</h2>{_table_html(m, POOLED)}
 <p><b>Verdict (ROC AUC):</b> {m['verdict']}</p>
-<h2>The model's portfolio (cost {pf['cost_bps']} bp per unit traded)</h2>{_stats_html(books)}"""
+<h2>The model's portfolio ({pf.get('execution', 'close').replace('_', ' ')}, {(pf.get('costs') or {}).get('model', 'bps')} costs)</h2>{_stats_html(books)}
+<p>{capacity_text(m)}</p>"""
     else:
         bt = m['backtest']
         body = f"""<h2>Held-out test metrics, with 95% block-bootstrap intervals</h2>{_table_html(m, POOLED)}
 <p><b>Verdict:</b> {m['verdict']}</p>
-<h2>Backtest on the test period</h2>{_stats_html({f"strategy (cost {bt['cost_bps']} bp)": bt['strategy'], 'buy and hold': bt['buy_hold']})}"""
+<p>{execution_text(m)}</p>
+<h2>Backtest on the test period</h2>{_stats_html({f"strategy ({bt.get('execution', 'close').replace('_', ' ')}, {bt['cost_bps']} bp)": bt['strategy'], 'buy and hold': bt['buy_hold']})}"""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>trading_nb report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}tr.model{{background:#eef5ff;font-weight:bold}}small{{color:#666}}
-.caution{{background:#fff6e0;padding:.6em 1em;border-left:4px solid #e0a000}}</style></head><body>
+.caution{{background:#fff6e0;padding:.6em 1em;border-left:4px solid #e0a000}}.warning{{background:#ffe8e8;padding:.6em 1em;border-left:4px solid #c00000}}</style></head><body>
 <h1>trading_nb report</h1>
 <p>Data: <code>{d['source']}</code>{sha}, {d['rows']:,} bars, {d['start'][:10]} to {d['end'][:10]}. Test period {d['test'][0][:10]} to {d['test'][1][:10]}
 ({d['test'][2]:,} windows, {d['up_share_test']:.1%} up). Model: {t['parameters']:,} parameters, lookback {t['lookback']}, horizon {t['horizon']},
 {t['epochs_run']} epochs (best {t['best_epoch']}) on {t['device']} ({t['amp']}), seed {t['seed']}.</p>
 {f"<p class=caution><b>Tuned.</b> {m['tuning']['caution']}</p>" if m.get('tuning') else ''}
+{''.join(f"<p class=warning><b>Warning.</b> {html_escape(w)}</p>" for w in m.get('warnings') or [])}
 {body}
 {''.join(f'<div>{h}</div>' for h in html)}
 </body></html>"""
@@ -146,11 +197,18 @@ def print_summary(metrics: dict, file=None):
     if panel:
         pf = metrics['portfolio']
         ls, ew = pf['long_short'], pf['equal_weight']
-        print(f"portfolio ({pf['cost_bps']} bp): long-short annual return {ls['annual_return']:+.2%}, Sharpe {ls['sharpe']:.2f}; "
+        print(execution_text(metrics), file=file)
+        print(f"portfolio ({pf.get('execution', 'close')}, {(pf.get('costs') or {}).get('model', 'bps')} costs, {pf['cost_bps']} bp commission): long-short annual return {ls['annual_return']:+.2%}, Sharpe {ls['sharpe']:.2f}; "
               f"long top {pf['long_top']['annual_return']:+.2%} vs equal weight {ew['annual_return']:+.2%} (Sharpe {pf['long_top']['sharpe']:.2f} vs {ew['sharpe']:.2f})", file=file)
+        if 'all_names' in pf:
+            a, mm = pf['all_names']['long_short'], metrics['model'].get('all_names') or {}
+            print(f"on all names, tradable or not (for contrast): rank IC {format_ci(mm, 'rank_ic')}, long-short annual return {a['annual_return']:+.2%}, Sharpe {a['sharpe']:.2f}", file=file)
+        if capacity_text(metrics): print(capacity_text(metrics), file=file)
         print(metrics['cross_sectional_verdict'], file=file)
     else:
         s, b = metrics['backtest']['strategy'], metrics['backtest']['buy_hold']
-        print(f"backtest ({metrics['backtest']['cost_bps']} bp): annual return {s['annual_return']:+.2%} (buy and hold {b['annual_return']:+.2%}), "
+        print(execution_text(metrics), file=file)
+        print(f"backtest ({metrics['backtest'].get('execution', 'close')}, {metrics['backtest']['cost_bps']} bp): annual return {s['annual_return']:+.2%} (buy and hold {b['annual_return']:+.2%}), "
               f"Sharpe {s['sharpe']:.2f} ({b['sharpe']:.2f}), max drawdown {s['max_drawdown']:.1%} ({b['max_drawdown']:.1%})", file=file)
     print(metrics['verdict'], file=file)
+    for w in metrics.get('warnings') or []: print(f"WARNING: {w}", file=file)
