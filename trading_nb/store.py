@@ -20,7 +20,7 @@ from .dataset import (_check_fractions, _check_part, _check_target, _check_windo
 
 # %% auto #0
 __all__ = ['STORE_FORMAT', 'BAR_COLUMNS', 'STORE_DTYPES', 'ENGINES', 'Store', 'open_store', 'build_store', 'StoreDataset',
-           'store_split', 'write_synthetic_minutes']
+           'store_split', 'WindowSample', 'write_synthetic_minutes']
 
 # %% ../nbs/03a_store.ipynb #41f372b3
 STORE_FORMAT = 'trading_nb.store/1'
@@ -677,6 +677,50 @@ def store_split(
     for part in parts:
         if part is not None: part.span = span
     return tuple(parts)
+
+# %% ../nbs/03a_store.ipynb #d4e5f6a2
+class WindowSample:
+    "Chosen windows of a store dataset held in memory: last bars (raw in `features`, normalised in `matrix`), targets, symbols, dates"
+    def __init__(self, ds: StoreDataset, idx: np.ndarray, seed: int | None = None):
+        end = ds._ends(idx)
+        st = ds.store
+        raw = np.asarray(st.features[end], dtype=np.float64)        # one row per window: O(len(idx)) read from the map
+        names = np.array([s for s, _, _ in ds._segs], dtype=object)
+        self.index, self.seed, self.source, self.n_windows_from = idx, seed, str(st.path), ds.n_windows
+        self.symbols = names[ds._run_seg[np.searchsorted(ds._cum, idx, 'right') - 1]]
+        self.dates = st.to_dates(st.dates[end])
+        self.features = pd.DataFrame(raw, index=pd.MultiIndex.from_arrays([self.symbols, self.dates], names=['symbol', 'date']),
+                                     columns=ds.feature_names)
+        self.matrix = torch.from_numpy(((raw - ds._mean) / ds._scale).astype(np.float32))   # `__getitems__`' arithmetic
+        self.last = np.arange(len(idx))                             # row i of `features` is window i's last bar
+        self.closes = np.asarray(st.bars['close'][end])
+        self.target_returns = ds._target_returns_at(end)
+        self.targets = ds._targets_of(self.target_returns)
+        for k in ('feature_names', 'indicator_names', 'indicators', 'lookback', 'horizon', 'task', 'flat_band', 'target_kind',
+                  'scaler', 'class_names', 'n_classes', 'output_dim', 'n_channels', 'n_indicators'):
+            setattr(self, k, getattr(ds, k))
+
+    def __len__(self) -> int: return len(self.index)
+
+    def __repr__(self) -> str:
+        return (f"WindowSample({len(self)} windows of {self.n_windows_from} from {self.source}"
+                f"{'' if self.seed is None else f', seed {self.seed}'})")
+
+@patch
+def take(self: StoreDataset, idx) -> WindowSample:
+    "Windows `idx` (in that order) held in memory as a `WindowSample`: memory O(len(idx))"
+    return WindowSample(self, self._index(idx))
+
+@patch
+def sample(self: StoreDataset,
+    n: int,         # windows to draw (all of them, in order, when the dataset has no more)
+    seed: int = 0,  # same seed, same windows
+) -> WindowSample:
+    "`n` windows drawn without replacement, in window order, held in memory (O(n)): a bounded training set for the tabular baselines"
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1: raise ValueError(f"n must be a positive integer, got {n!r}")
+    N = self.n_windows
+    idx = np.arange(N) if n >= N else np.sort(np.random.default_rng(seed).choice(N, size=int(n), replace=False))
+    return WindowSample(self, idx, seed)
 
 # %% ../nbs/03a_store.ipynb #4a6f5c3c
 def write_synthetic_minutes(
