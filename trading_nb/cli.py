@@ -242,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  '(default: 80%% of the most ever listed at once)')
     t.add_argument('--symbols', default=None, help='panels: comma-separated symbols to keep (default: all)')
     t.add_argument('--top-k', type=int, default=None, help="panels: names per portfolio leg (default: 20%% of each date's names)")
+    t.add_argument('--steps-per-epoch', type=int, default=None, help='validate, checkpoint and early-stop every N optimizer steps instead of every pass '
+                                                                      'over the windows (for big data, e.g. a feature store of 1e8 windows)')
+    t.add_argument('--sampler', choices=['auto', 'permutation', 'blocks'], default=None,
+                   help="batch order: a permutation of all windows, or shuffled blocks whose memory does not grow with the windows (auto, the default: blocks for a store)")
     t.add_argument('--resume', action='store_true', help='continue an interrupted run from OUT/checkpoints/last.pt')
     t.add_argument('--dist-backend', choices=['auto', 'gloo', 'nccl'], default=None,
                    help='under torchrun: the process-group backend (default: auto, gloo on the CPU and NCCL on CUDA)')

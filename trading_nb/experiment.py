@@ -28,11 +28,11 @@ class ExperimentError(ValueError):
 
 CHOICES = {'data.on_invalid': ('error', 'drop'), 'evaluation.execution': ('next_open', 'next_close', 'close'),
            'evaluation.costs': ('auto', 'spread', 'bps'), 'evaluation.spread_method': ('abdi_ranaldo', 'corwin_schultz'), 'target.kind': ('auto', 'raw', 'excess'),
-           'training.device': ('auto', 'cpu', 'cuda', 'mps'), 'training.dist_backend': ('auto', 'gloo', 'nccl'),
+           'training.device': ('auto', 'cpu', 'cuda', 'mps'), 'training.sampler': ('auto', 'permutation', 'blocks'), 'training.dist_backend': ('auto', 'gloo', 'nccl'),
            'search.metric': ('auto', 'auc', 'accuracy', 'balanced_accuracy', 'mcc', 'log_loss', 'rank_ic')}
 
 _AT_LEAST_1 = {'features.lookback', 'target.horizon', 'training.epochs', 'training.batch_size', 'training.patience', 'training.threads',
-               'evaluation.top_k', 'evaluation.baseline_windows', 'data.min_symbols', 'search.trials', 'search.folds'} | {f'model.{f.name}' for f in fields(ModelSpec) if f.type == 'int'}
+               'evaluation.top_k', 'evaluation.baseline_windows', 'training.steps_per_epoch', 'data.min_symbols', 'search.trials', 'search.folds'} | {f'model.{f.name}' for f in fields(ModelSpec) if f.type == 'int'}
 RANGES = {**{k: (lambda v: v >= 1, 'at least 1') for k in _AT_LEAST_1},
           'split.gap': (lambda v: v >= 0, 'at least 0'), 'evaluation.n_boot': (lambda v: v >= 0, 'at least 0'),
           'evaluation.cost_bps': (lambda v: 0 <= v < math.inf, 'a finite number >= 0'), 'training.lr': (lambda v: 0 < v < math.inf, 'a finite number > 0'),
@@ -285,7 +285,7 @@ FLAGS = dict(data='data.source', out='out', epochs='training.epochs', lookback='
              patience='training.patience', cost_bps='evaluation.cost_bps', on_invalid='data.on_invalid', target='target.kind',
              jobs='data.n_jobs', cache_dir='data.cache_dir', min_symbols='data.min_symbols', symbols='data.symbols',
              top_k='evaluation.top_k', execution='evaluation.execution', costs='evaluation.costs',
-             min_traded_value='evaluation.min_traded_value', max_stale='evaluation.max_stale', participation='evaluation.participation', threads='training.threads', dist_backend='training.dist_backend')
+             min_traded_value='evaluation.min_traded_value', max_stale='evaluation.max_stale', participation='evaluation.participation', threads='training.threads', sampler='training.sampler', steps_per_epoch='training.steps_per_epoch', dist_backend='training.dist_backend')
 
 def experiment_from_args(
     a: argparse.Namespace,  # parsed arguments: `config`, `set` and any of the `FLAGS`

@@ -73,6 +73,12 @@ def _versions() -> dict:
 
 def _provenance(dataset, metrics, data, data_path) -> dict:
     "Where the training data came from, what it looked like, what computed the model, how it scored"
+    if data is None and data_path is None and hasattr(dataset, 'provenance'):   # a feature store's dataset: what the store says, nothing loaded
+        p = dataset.provenance
+        return _plain(dict(data_file=p['source'], data_sha256=p['input_hash'], data_rows=p['rows'], data_start=p['start'], data_end=p['end'],
+                           bar_spacing=str(p['spacing']), bar_spacing_s=p['spacing'].total_seconds(), train_start=dataset.date_span[0],
+                           train_end=dataset.date_span[1], train_windows=len(dataset), versions=_versions(),
+                           created=datetime.now(timezone.utc).replace(microsecond=0), metrics=_plain(metrics, 'metrics')), 'provenance')
     if data is None and data_path is not None: data = load_panel(data_path) if is_panel(data_path) else load_ohlcv(data_path)
     frame = data if data is not None else dataset.features
     panel = isinstance(frame.index, pd.MultiIndex)
@@ -103,7 +109,8 @@ def _manifest(model: nn.Module, dataset, provenance: dict) -> dict:
                        indicator_names=dataset.indicator_names, lookback=dataset.lookback, horizon=dataset.horizon,
                        task=dataset.task, flat_band=dataset.flat_band, class_names=dataset.class_names,
                        target=getattr(dataset, 'target_kind', 'raw'),
-                       symbols=sorted(set(dataset.symbols)) if getattr(dataset, 'symbols', None) is not None else None,
+                       symbols=(dataset.window_symbols if hasattr(dataset, 'window_symbols') else
+                                sorted(set(dataset.symbols)) if getattr(dataset, 'symbols', None) is not None else None),
                        warmup=warmup_bars(dataset.indicators), provenance=provenance), 'manifest')
 
 def export_model(

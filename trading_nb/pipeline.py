@@ -15,8 +15,8 @@ from .data import DataError, SAMPLES, is_panel, load_ohlcv, load_panel, load_sam
 __all__ = ['SECTIONS', 'BOOKS', 'XS_KEYS', 'EXECUTIONS', 'COSTS', 'DataSpec', 'FeatureSpec', 'SplitSpec', 'TargetSpec',
            'ModelSpec', 'TrainingSpec', 'EvaluationSpec', 'SearchSpec', 'Experiment', 'is_store', 'load_data',
            'select_symbols', 'resolved_out', 'feature_cache_dir', 'set_threads', 'resolve', 'cross_sectional_metrics',
-           'metrics_row', 'json_safe', 'cost_model', 'panel_evaluation', 'memory_parts', 'store_parts', 'store_bars',
-           'train_pipeline']
+           'metrics_row', 'json_safe', 'cost_model', 'panel_evaluation', 'store_baselines', 'memory_parts',
+           'store_parts', 'store_bars', 'train_pipeline']
 
 # %% ../nbs/08_pipeline.ipynb #33adc84a
 @dataclass
@@ -73,6 +73,8 @@ class TrainingSpec:
     dist_backend: str = 'auto'    # under torchrun: 'auto' (gloo on the CPU, NCCL on CUDA), 'gloo' or 'nccl'
     threads: int | None = None    # CPU threads for torch (default: torch's choice)
     progress: bool = True         # progress bars (`--quiet` sets false)
+    sampler: str = 'auto'         # batch order: 'permutation' of all windows, 'blocks' (memory that does not grow with the windows), 'auto': blocks for a store
+    steps_per_epoch: int | None = None   # validate, checkpoint and early-stop every this many steps (big data) instead of every pass over the windows
 
 @dataclass
 class EvaluationSpec:
@@ -260,6 +262,28 @@ def panel_evaluation(
     return dict(table=table, table_all=table_all, equity=eq, book=book, per_symbol=per, verdict=verdict, inputs=x, factors=fac)
 
 # %% ../nbs/08_pipeline.ipynb #914aad55
+def _span(ds) -> tuple:
+    "First and last window date of a part (a store's without a date per window)"
+    return ds.date_span if hasattr(ds, 'date_span') else (ds.dates.min(), ds.dates.max())
+
+def _names(ds) -> list:
+    "The symbols a part has windows of"
+    return ds.window_symbols if hasattr(ds, 'window_symbols') else sorted(set(ds.symbols))
+
+def store_baselines(
+    train,                     # a store's training part
+    test,                      # its test part
+    n: int = 200_000,          # training windows the baselines are fitted on (a seeded sample)
+    seed: int = 0,             # the sample's and the baselines' seed
+    chunk: int = 1_000_000,    # test windows predicted at a time
+) -> dict:
+    "The tabular baselines of a store: fitted on a seeded sample of the training windows, the test part predicted in chunks"
+    from trading_nb.evaluate import baseline_predictions
+    sample = train.sample(n, seed=seed)
+    if len(test) <= chunk: return baseline_predictions(sample, test, seed=seed)
+    parts = [baseline_predictions(sample, test.take(np.arange(a, min(a + chunk, len(test)))), seed=seed) for a in range(0, len(test), chunk)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
 def memory_parts(
     exp: Experiment,         # the run
     source,                  # bars or a panel (a frame, a bundled name, a file or a folder)
@@ -357,19 +381,19 @@ def train_pipeline(
     model = TradingModel(ModelConfig(input_channels=train.n_channels, n_indicators=train.n_indicators, output_dim=train.output_dim,
                                      lookback=lookback, **asdict(exp.model)))
     res = fit(model, train, val, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, device=dev, patience=t.patience, seed=seed,
-              checkpoint_dir=out / 'checkpoints', progress=t.progress, resume=last if resume else None, backend=t.dist_backend)
+              checkpoint_dir=out / 'checkpoints', progress=t.progress, resume=last if resume else None, backend=t.dist_backend,
+              sampler=t.sampler, steps_per_epoch=t.steps_per_epoch)
     proba, y = predict_dataset(model, test, res.device)   # under torchrun: every test window once, gathered from all ranks
     cache_hits = all_gather_objects(bool((getattr(train, 'features_cache', None) or {}).get('hit')))
     if not info.main: return None   # rank 0 alone scores, writes and reports
-    sample = src['store'] and len(train) > ev.baseline_windows   # a store's training part may not fit in memory: the tabular baselines see a sample
-    base = baseline_predictions(train.sample(ev.baseline_windows, seed=seed) if sample else train, test, seed=seed)
+    base = store_baselines(train, test, ev.baseline_windows, seed) if src['store'] else baseline_predictions(train, test, seed=seed)
     cmp = compare(proba, base, y, n_boot=n_boot, seed=seed, horizon=horizon)
     dates = pd.Index(test.dates)
     metrics = dict(
         model=metrics_row(cmp, 'model'), baselines={b: metrics_row(cmp, b) for b in base},
         verdict=verdict(proba, base, y, n_boot=n_boot, seed=seed, horizon=horizon),
         data=dict(source=src['source'], sha256=src['sha256'], rows=src['rows'], start=src['start'], end=src['end'], target=tgt,
-                  train=[str(train.dates.min()), str(train.dates.max()), len(train)], val=[str(val.dates.min()), str(val.dates.max()), len(val)],
+                  train=[*map(str, _span(train)), len(train)], val=[*map(str, _span(val)), len(val)],
                   test=[str(dates.min()), str(dates.max()), len(test)], up_share_test=float(np.mean(y == train.n_classes - 1))),
         training=dict(epochs_run=len(res.history), best_epoch=res.best_epoch, device=str(res.device),
                       amp=str(res.amp_dtype).replace('torch.', '') if res.amp_dtype else 'fp32',
@@ -396,10 +420,9 @@ def train_pipeline(
         metrics['cross_sectional_verdict'] = xs['verdict']
         dropped = [dict(symbol=x['symbol'], date=x['date'], reason=x['reason']) for x in src['dropped']]
         dropped += [dict(symbol=k['symbol'], date=None, reason=f"left out: {k.get('reason')}") for k in train.skipped if 'bars' in k]
-        metrics['data'].update(symbols=src['symbols'], symbols_trained=sorted(set(train.symbols)),
-                               symbols_test=sorted(set(test.symbols)), span=getattr(train, 'span', {}), dropped=dropped,
+        metrics['data'].update(symbols=src['symbols'], symbols_trained=_names(train), symbols_test=_names(test), span=getattr(train, 'span', {}), dropped=dropped,
                                feature_cache_hits=cache_hits)   # per rank: under torchrun only local rank 0 computes
-        if src['store']: metrics['data'].update(store=src['store'], baseline_windows=len(train) if not sample else ev.baseline_windows)
+        if src['store']: metrics['data'].update(store=src['store'], baseline_windows=min(len(train), ev.baseline_windows))
         pd.DataFrame(dropped, columns=['symbol', 'date', 'reason']).to_csv(out / 'dropped.csv', index=False)
         x = xs['inputs']
         preds['exec_return'], preds['tradable'], preds['half_spread'] = x['ret'].to_numpy(), x['tradable'].to_numpy(), x['half_spread'].to_numpy()

@@ -678,6 +678,28 @@ def store_split(
         if part is not None: part.span = span
     return tuple(parts)
 
+# %% ../nbs/03a_store.ipynb #93d3b011
+@patch(as_prop=True)
+def window_symbols(self: StoreDataset) -> list:
+    "The symbols the dataset has windows of, sorted: O(symbols), without a name per window"
+    return sorted({self._segs[i][0] for i in np.unique(self._run_seg)})
+
+@patch(as_prop=True)
+def date_span(self: StoreDataset) -> tuple:
+    "The first and the last window's date (`dates.min()`, `dates.max()` without a date per window)"
+    d = self.store.dates
+    return self.store.to_dates([d[self._run_end].min(), d[self._run_end + self._run_len - 1].max()])
+
+@patch(as_prop=True)
+def provenance(self: StoreDataset) -> dict:
+    "What the store says about the bars it was built from (rows, first and last date, bar spacing, input hash), read without loading them"
+    st = self.store
+    longest = st.index.loc[st.index['rows'].idxmax()]
+    d = st.dates[int(longest['start']):int(longest['start'] + longest['rows'])]
+    spacing = pd.Timedelta(int(np.median(np.diff(d)))) if len(d) > 1 else pd.Timedelta(0)
+    return dict(rows=st.n_rows, start=st.to_dates(st.calendar[:1])[0], end=st.to_dates(st.calendar[-1:])[0], spacing=spacing,
+                source=st.path.name, input_hash=st.meta.get('input_hash'))
+
 # %% ../nbs/03a_store.ipynb #d4e5f6a2
 class WindowSample:
     "Chosen windows of a store dataset held in memory: last bars (raw in `features`, normalised in `matrix`), targets, symbols, dates"
