@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .data import DataError, PANEL_SAMPLES, SAMPLES, sample_path, summarize_ohlcv, summarize_panel
-from .pipeline import XS_KEYS, json_safe, load_data, metrics_row, resolved_out
+from .pipeline import XS_KEYS, is_store, json_safe, load_data, metrics_row, resolved_out
 from .report import format_ci, print_summary, write_report
 from .experiment import compare_runs, comparison_caution, experiment_from_args, run_experiment, tune
 
@@ -46,6 +46,11 @@ def _write(frame: pd.DataFrame, out: str):
 def cmd_predict(a) -> int:
     from trading_nb.inference import predict, setup_inference
     im = setup_inference(a.model, device=None if a.device == 'auto' else a.device)
+    if is_store(a.data):   # a feature store: every window of every symbol, written chunk by chunk
+        from trading_nb.inference import predict_store
+        from trading_nb.store import open_store
+        print(f"predictions -> {predict_store(im, open_store(a.data), a.out)}")
+        return 0
     df, _ = load_data(a.data, a.on_invalid)
     _report_dropped(df)
     out = predict(im, df)
@@ -120,6 +125,8 @@ def cmd_features(a) -> int:
     source = sample_path(a.data) if a.data in PANEL_SAMPLES else a.data
     if a.data in SAMPLES and a.data not in PANEL_SAMPLES: raise DataError(f"{a.data!r} is one series; a store holds a panel (e.g. --data stocks)")
     progress = None if a.quiet else lambda done, total: print(f"\rfeatures: {done}/{total} parts", end='' if done < total else '\n', file=sys.stderr)
+    if Path(a.store).exists() and any(Path(a.store).iterdir()) and not a.overwrite:
+        raise FileExistsError(f"{a.store}: a store exists already (or another folder is there); pass --overwrite to replace a store, or choose another path")
     with warnings.catch_warnings():   # what was left out is printed below, once
         warnings.simplefilter('ignore', UserWarning)
         st = build_store(source, a.store, indicators=exp.features.indicators, on_invalid=exp.data.on_invalid, dtype=a.dtype, engine=a.engine,
@@ -256,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  ('replay', cmd_replay, 'feed the bars one at a time through the real-time stream')):
         s = sub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:] + '; columns p_<class> and signal.')
         s.add_argument('--model', required=True, help='a model.pt written by `trading-nb train`')
-        s.add_argument('--data', required=True, help=data_help)
+        s.add_argument('--data', required=True, help=data_help + (', or a feature store (trading-nb features)' if name == 'predict' else ''))
         s.add_argument('--out', required=True, help='CSV to write')
         s.add_argument('--device', **dev)
         s.add_argument('--threads', **threads)

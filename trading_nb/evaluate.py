@@ -325,12 +325,16 @@ def verdict(
 
 # %% ../nbs/06_evaluate.ipynb #77e96ee1
 def periods_per_year(
-    dates: pd.DatetimeIndex,  # bar dates
+    dates: pd.DatetimeIndex,  # bar dates (repeats, as a panel's windows have, are counted once)
 ) -> float:
-    "Bars per year from the median spacing: 252 for daily bars, 252 x 6.5 h / spacing for intraday"
-    if len(dates) < 2: raise ValueError("need at least 2 dates to measure the bar spacing")
-    step = pd.Series(dates).diff().median()
-    return 252.0 if step >= pd.Timedelta('20h') else 252.0 * (pd.Timedelta('6.5h') / step)
+    "Bars per year as the calendar holds them: 252 for exchange days, 365 for a daily 24/7 market, bars counted per year for intraday bars (sessions and their gaps included)"
+    d = pd.DatetimeIndex(dates).unique().sort_values()
+    if len(d) < 2: raise ValueError("need at least 2 dates to measure the bar spacing")
+    step = pd.Series(d).diff().median()
+    years = (d[-1] - d[0]) / pd.Timedelta(days=365.25)
+    counted = (len(d) - 1) / years if years >= 60 / 365.25 else None   # two months and more: count the bars the calendar holds
+    if step >= pd.Timedelta('20h'): return 252.0 if counted is None or counted < 300 else float(counted)
+    return float(counted) if counted is not None else 252.0 * (pd.Timedelta('6.5h') / step)
 
 def performance_stats(
     returns,                 # period returns of the strategy (after costs)

@@ -16,7 +16,7 @@ __all__ = ['SECTIONS', 'BOOKS', 'XS_KEYS', 'EXECUTIONS', 'COSTS', 'DataSpec', 'F
            'ModelSpec', 'TrainingSpec', 'EvaluationSpec', 'SearchSpec', 'Experiment', 'is_store', 'load_data',
            'select_symbols', 'resolved_out', 'feature_cache_dir', 'set_threads', 'resolve', 'cross_sectional_metrics',
            'metrics_row', 'json_safe', 'cost_model', 'panel_evaluation', 'store_baselines', 'memory_parts',
-           'store_parts', 'store_bars', 'train_pipeline']
+           'store_parts', 'store_bars', 'session_gaps', 'train_pipeline']
 
 # %% ../nbs/08_pipeline.ipynb #33adc84a
 @dataclass
@@ -350,6 +350,23 @@ def store_bars(
         frames.append(pd.DataFrame({c: store.read(c, lo, a + n) for c in ('open', 'high', 'low', 'close', 'volume')}, index=idx))
     return pd.concat(frames)
 
+def session_gaps(
+    bars: pd.DataFrame,   # the bars (a series or a panel) the windows come from
+    dates,                # each window's decision date
+    symbols=None,         # each window's symbol (a panel)
+    horizon: int = 1,     # bars to the target
+) -> dict:
+    "The bar spacing, and how many targets span a gap in the calendar (a weekend, a night, a halt): their `horizon` bars took over 1.5x as long as usual"
+    panel = isinstance(bars.index, pd.MultiIndex)
+    t = pd.Series(bars.index.get_level_values('date') if panel else bars.index, index=bars.index)
+    g = t.groupby(level='symbol') if panel else t
+    step = g.diff().median()
+    span = g.shift(-horizon) - t
+    at = span.reindex(pd.MultiIndex.from_arrays([np.asarray(symbols), pd.DatetimeIndex(dates)], names=['symbol', 'date']) if panel else pd.DatetimeIndex(dates))
+    known = at.notna().to_numpy()
+    k = int((at[known] > 1.5 * horizon * step).sum())
+    return dict(bar_spacing=str(step), targets=int(known.sum()), spanning_gap=k, share=k / max(int(known.sum()), 1))
+
 # %% ../nbs/08_pipeline.ipynb #3cf475e9
 def train_pipeline(
     exp: Experiment,            # the run: data, features, split, target, model, training, evaluation (`resolve` fills the folder)
@@ -410,7 +427,8 @@ def train_pipeline(
             entry = metrics['model'] if name == 'model' else metrics['baselines'].setdefault(name, {})
             entry.update(_xs_entry(xs['table'].loc[name]), all_names=_xs_entry(xs['table_all'].loc[name]))
         bk = xs['book']
-        metrics['portfolio'] = dict(cost_bps=cost_bps, top_k=ev.top_k or 'top and bottom 20% of each date', execution=bk['execution'],
+        metrics['data']['gaps'] = session_gaps(bars, test.dates, test.symbols, horizon)
+        metrics['portfolio'] = dict(cost_bps=cost_bps, top_k=ev.top_k or 'top and bottom 20% of each date', execution=bk['execution'], periods_per_year=xs['equity'].attrs.get('periods_per_year'),
                                     costs=bk['costs'], universe=bk['universe'], windows=bk['windows'], capacity=bk['capacity'],
                                     diagnostics=bk['diagnostics'], **{b: bk['tradable'][b] for b in BOOKS},
                                     gross_annual_return=bk['tradable']['gross_annual_return'], cost_per_unit=bk['tradable']['cost_per_unit'],
@@ -432,7 +450,8 @@ def train_pipeline(
         eq = xs['equity']
     else:
         eq, stats = series_backtest(src['frame'], proba, test.dates, horizon=horizon, **_exec_kw(ev, False))
-        metrics['backtest'] = dict(cost_bps=cost_bps, **stats)
+        metrics['data']['gaps'] = session_gaps(src['frame'], test.dates, horizon=horizon)
+        metrics['backtest'] = dict(cost_bps=cost_bps, periods_per_year=eq.attrs.get('periods_per_year'), **stats)
         metrics['warnings'] = stats['warnings']
     metrics['training']['seconds'] = time.perf_counter() - t0
     metrics.update(extra or {})

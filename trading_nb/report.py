@@ -73,6 +73,9 @@ def execution_text(m: dict) -> str:
                  f"at most {u['max_stale']} stale bars of the last {u['window']}" if u.get('max_stale') is not None else '']
         text += (f" Tradable universe ({' and '.join(r for r in rules if r) or 'no rules'}, decided with data up to each date): "
                  f"{u['tradable_share']:.0%} of the test windows; {u['excluded_per_date_mean']:.1f} names left out per date on average (at most {u['excluded_per_date_max']}).")
+    g = (m.get('data') or {}).get('gaps')
+    if g: text += (f" Bars are {g['bar_spacing'].replace('0 days ', '').replace(' 00:00:00', '')} apart (median), {bt.get('periods_per_year') or 0:,.0f} a year as the calendar holds them; "
+                   f"{g['share']:.0%} of the test targets span a gap in the calendar (a weekend, a holiday, a night or a halt).")
     w = bt.get('windows') or {}
     if w.get('no_future_bars'): text += f" {w['no_future_bars']} test windows at the end have no bar to trade at yet and are left out of the book."
     return text
