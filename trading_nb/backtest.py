@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import numpy as np
 import pandas as pd
-from .cross_section import PORTFOLIOS, daily_ic, ic_summary, portfolio_backtest, portfolio_weights
+from .cross_section import PORTFOLIOS, _check_int, daily_ic, ic_summary, portfolio_backtest, portfolio_weights
 from .evaluate import backtest, periods_per_year
 
 # %% auto #0
