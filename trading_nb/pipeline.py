@@ -15,8 +15,8 @@ from .data import DataError, SAMPLES, is_panel, load_ohlcv, load_panel, load_sam
 __all__ = ['SECTIONS', 'BOOKS', 'XS_KEYS', 'EXECUTIONS', 'COSTS', 'DataSpec', 'FeatureSpec', 'SplitSpec', 'TargetSpec',
            'ModelSpec', 'TrainingSpec', 'EvaluationSpec', 'SearchSpec', 'Experiment', 'is_store', 'load_data',
            'select_symbols', 'resolved_out', 'feature_cache_dir', 'set_threads', 'resolve', 'cross_sectional_metrics',
-           'metrics_row', 'json_safe', 'cost_model', 'panel_evaluation', 'store_baselines', 'memory_parts',
-           'store_parts', 'store_bars', 'session_gaps', 'train_pipeline']
+           'metrics_row', 'json_safe', 'cost_model', 'per_symbol_books', 'panel_evaluation', 'store_baselines',
+           'memory_parts', 'store_parts', 'store_bars', 'session_gaps', 'train_pipeline']
 
 # %% ../nbs/08_pipeline.ipynb #33adc84a
 @dataclass
@@ -232,6 +232,26 @@ def _exec_kw(ev: EvaluationSpec, panel: bool) -> dict:
     return dict(execution=ev.execution, costs=cost_model(ev, panel), cost_bps=ev.cost_bps, spread_method=ev.spread_method,
                 spread_window=ev.spread_window)
 
+def per_symbol_books(
+    proba,               # the model's (n, classes) probabilities, one row per test window
+    x: pd.DataFrame,     # `execution_inputs` of the same windows (execution returns, half spreads, usable)
+    dates, symbols,      # each window's decision date and symbol
+    horizon: int = 1,    # bars held
+    cost_bps: float = 1.0,  # commission per unit traded
+    spread: bool = True,    # pay the estimated half spread as well
+) -> pd.DataFrame:
+    "Per symbol: the model's long/flat book on that name alone, traded as the panel's book is (after the signal, paying its costs)"
+    from trading_nb.evaluate import backtest
+    k, rows = x['usable'].to_numpy(), {}
+    for s in np.unique(symbols):
+        m = k & (symbols == s)
+        if m.sum() < 2: continue
+        _, st = backtest(np.asarray(proba)[m], x['ret'].to_numpy()[m], dates[m], cost_bps=cost_bps, horizon=horizon,
+                         half_spread=x['half_spread'].to_numpy()[m] if spread else None)
+        rows[s] = dict(long_flat_annual_return=st['strategy']['annual_return'], long_flat_sharpe=st['strategy']['sharpe'],
+                       buy_hold_annual_return=st['buy_hold']['annual_return'])
+    return pd.DataFrame.from_dict(rows, orient='index').rename_axis('symbol')
+
 def panel_evaluation(
     proba: dict,              # `{name: (n, classes) probabilities}`, the model first, then the baselines
     test,                     # the test part of a panel (its windows' dates, symbols, targets)
@@ -258,7 +278,8 @@ def panel_evaluation(
     verdict = cross_sectional_verdict(S, ckw['returns'], ckw['dates'], symbols=ckw['symbols'], horizon=h, n_boot=ev.n_boot, seed=seed, tradable=tr)
     eq, book = panel_backtest(bars, scores['model'], d, sym, h, **kw, **rules, participation=ev.participation, top_k=ev.top_k,
                               n_boot=ev.n_boot, seed=seed)
-    per = per_symbol_metrics(proba['model'], test.targets.numpy(), test.symbols)
+    per = per_symbol_metrics(proba['model'], test.targets.numpy(), test.symbols).join(
+        per_symbol_books(proba['model'], x, d, sym, h, ev.cost_bps, kw['costs'] == 'spread'))
     return dict(table=table, table_all=table_all, equity=eq, book=book, per_symbol=per, verdict=verdict, inputs=x, factors=fac)
 
 # %% ../nbs/08_pipeline.ipynb #914aad55

@@ -119,6 +119,16 @@ def _excluded_figure(eq: pd.DataFrame):
     fig.update_layout(title='Names outside the tradable universe per date (a name can fail both rules)', yaxis_title='names', height=320)
     return fig
 
+def _per_symbol_html(m: dict) -> str:
+    "Each symbol's test windows: the model's AUC and its long/flat book on that name alone, traded as the panel's book is"
+    rows = [x for x in m.get('per_symbol') or [] if 'long_flat_annual_return' in x]
+    if not rows: return ''
+    head = '<tr><th>symbol</th><th>windows</th><th>ROC AUC</th><th>long/flat annual return</th><th>long/flat Sharpe</th><th>buy and hold</th></tr>'
+    body = ''.join(f"<tr><th>{x['symbol']}</th><td>{x['n']:,}</td><td>{_num('auc', x.get('roc_auc'))}</td>"
+                   f"<td>{_num('annual_return', x['long_flat_annual_return'])}</td><td>{_num('sharpe', x['long_flat_sharpe'])}</td>"
+                   f"<td>{_num('annual_return', x['buy_hold_annual_return'])}</td></tr>" for x in rows)
+    return f"<h3>Per symbol (the model long or flat on that name alone, {m['portfolio'].get('execution', 'close').replace('_', ' ')}, same costs)</h3><table>{head}{body}</table>"
+
 def write_report(run: str | Path) -> Path:
     "Rebuild `report.html` in a training run's folder from its metrics, predictions, equity and history"
     from trading_nb.evaluate import plot_calibration, plot_confusion, plot_equity, plot_history, plot_predictions
@@ -157,7 +167,8 @@ def write_report(run: str | Path) -> Path:
 <h2>Pooled classification metrics (all test windows)</h2>{_table_html(m, POOLED)}
 <p><b>Verdict (ROC AUC):</b> {m['verdict']}</p>
 <h2>The model's portfolio ({pf.get('execution', 'close').replace('_', ' ')}, {(pf.get('costs') or {}).get('model', 'bps')} costs)</h2>{_stats_html(books)}
-<p>{capacity_text(m)}</p>"""
+<p>{capacity_text(m)}</p>
+{_per_symbol_html(m)}"""
     else:
         bt = m['backtest']
         body = f"""<h2>Held-out test metrics, with 95% block-bootstrap intervals</h2>{_table_html(m, POOLED)}
