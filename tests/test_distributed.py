@@ -154,3 +154,17 @@ def test_single_process_makes_no_process_group(series_csv):
     res = fit(m, tr, va, epochs=1, device='cpu', progress=False)
     assert not torch.distributed.is_initialized()
     assert (res.world_size, res.backend) == (1, None)
+
+
+def test_cli_train_from_a_store_with_two_ranks(tmp_path):
+    "Every rank memory-maps the same feature store; the block sampler shards it; rank 0 writes one run with the windows of one process"
+    from trading_nb.store import build_store
+    build_store(make_synthetic_panel(n_symbols=4, n=420, seed=2), tmp_path / 'store')
+    args = lambda out: train_args(tmp_path / 'store', tmp_path / out, '--epochs', 1, '--steps-per-epoch', 5, '--set', 'evaluation.n_boot=50')
+    one = ok(subprocess.run(list(map(str, args('one')[1:])), capture_output=True, text=True, timeout=TIMEOUT, cwd=ROOT))
+    two = ok(torchrun(*args('two')))
+    assert two.stdout.count('report:') == 1 and 'Traceback' not in two.stderr
+    m1, m2 = (json.loads((tmp_path / d / 'metrics.json').read_text()) for d in ('one', 'two'))
+    assert (m2['training']['world_size'], m2['data']['store']['rows']) == (2, m1['data']['store']['rows'])
+    for part in ('train', 'val', 'test'): assert m1['data'][part] == m2['data'][part]
+    assert sum(1 for _ in open(tmp_path / 'two' / 'test_predictions.csv')) - 1 == m2['data']['test'][2]   # every test window once
