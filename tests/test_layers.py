@@ -128,6 +128,6 @@ def test_a_circle_is_named():
 
 
 @pytest.mark.parametrize('name', [m for layer in LAYERS for m in layer])
-def test_every_declared_module_is_real_or_coming(name):
-    "A name in LAYERS is a module of the package, or one of the stages the design document places ahead of their arrival"
-    assert (PKG / f'{name}.py').exists() or name in {'store', 'backtest'}, f"LAYERS names {name}, which trading_nb/ does not have"
+def test_every_declared_module_is_real(name):
+    "A name in LAYERS is a module of the package (a module removed or renamed leaves no stale entry behind)"
+    assert (PKG / f'{name}.py').exists(), f"LAYERS names {name}, which trading_nb/ does not have"
