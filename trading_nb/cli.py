@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .data import DataError, PANEL_SAMPLES, SAMPLES, sample_path, summarize_ohlcv, summarize_panel
-from .pipeline import XS_KEYS, is_store, json_safe, load_data, metrics_row, resolved_out
+from .pipeline import XS_KEYS, EvaluationSpec, cost_model, is_store, json_safe, load_data, metrics_row, resolved_out
 from .report import format_ci, print_summary, write_report
 from .experiment import compare_runs, comparison_caution, experiment_from_args, run_experiment, tune
 
@@ -71,13 +71,13 @@ def cmd_replay(a) -> int:
     return 0
 
 def cmd_evaluate(a) -> int:
-    from trading_nb.evaluate import backtest, compare, summary_table
+    from trading_nb.evaluate import compare, summary_table
     from trading_nb.inference import check_data, predict, setup_inference
     im = setup_inference(a.model, device=None if a.device == 'auto' else a.device)
     df, _ = load_data(a.data, a.on_invalid)
     _report_dropped(df)
     panel = isinstance(df.index, pd.MultiIndex)
-    if not panel: checkload_data(im, df)
+    if not panel: check_data(im, df)
     p = predict(im, df)
     close = df['close'].reindex(p.index)
     nxt = df['close'].groupby(level='symbol').shift(-im.horizon) if panel else df['close'].shift(-im.horizon)
@@ -92,22 +92,28 @@ def cmd_evaluate(a) -> int:
     cmp = compare(proba, {'majority (up)': np.tile([0.0, 1.0], (len(y), 1))}, y, seed=a.seed, horizon=im.horizon)
     print(summary_table(cmp).to_string())
     result = dict(model=metrics_row(cmp, 'model'), windows=len(y))
-    if panel:
-        from trading_nb.cross_section import cross_sectional_compare, portfolio_backtest, score_from_proba
+    ev = EvaluationSpec(cost_bps=a.cost_bps, execution=a.execution, costs=a.costs)
+    kw = dict(execution=ev.execution, costs=cost_model(ev, panel), cost_bps=ev.cost_bps)
+    if panel:   # the model's book as a practitioner trades it: after the signal, paying spreads, within the tradable universe
+        from trading_nb.backtest import panel_backtest
+        from trading_nb.cross_section import score_from_proba
         sym = p.index.get_level_values('symbol')
-        xs = cross_sectional_compare({'model': score_from_proba(proba)}, fut.to_numpy(), dates, seed=a.seed, horizon=im.horizon,
-                                     cost_bps=a.cost_bps, symbols=sym).loc['model']
-        _, stats = portfolio_backtest(score_from_proba(proba), fut.to_numpy(), dates, cost_bps=a.cost_bps, horizon=im.horizon, symbols=sym)
-        result['model'].update({k: xs[k] for k in XS_KEYS})
-        result['portfolio'] = stats
-        ls, ew = stats['long_short'], stats['equal_weight']
-        print(f"rank IC {format_ci(xs, 'rank_ic')}, ICIR {xs['rank_icir']:.3f} over {xs['n_dates']} dates; long-short annual return {ls['annual_return']:+.2%}, "
-              f"Sharpe {ls['sharpe']:.2f} (equal weight {ew['annual_return']:+.2%})")
+        _, book = panel_backtest(df, score_from_proba(proba), dates, sym, im.horizon, **kw, seed=a.seed)
+        t = book['tradable']
+        result['model'].update({k: t[k] for k in ('ic', 'ic_ci', 'rank_ic', 'rank_ic_ci', 'rank_icir', 'n_dates')})
+        result['portfolio'] = book
+        ls, ew = t['long_short'], t['equal_weight']
+        print(f"{kw['execution']}, {kw['costs']} costs, tradable names: rank IC {format_ci(t, 'rank_ic')}, ICIR {t['rank_icir']:.3f} over {t['n_dates']} dates; "
+              f"long-short annual return {ls['annual_return']:+.2%}, Sharpe {ls['sharpe']:.2f} (equal weight {ew['annual_return']:+.2%})")
+        warn = book['warnings']
     else:
-        eq, stats = backtest(proba, fut.to_numpy(), p.index, cost_bps=a.cost_bps, horizon=im.horizon)
+        from trading_nb.backtest import series_backtest
+        eq, stats = series_backtest(df, proba, p.index, horizon=im.horizon, **kw)
         s, b = stats['strategy'], stats['buy_hold']
-        print(f"backtest: annual return {s['annual_return']:+.2%} (buy and hold {b['annual_return']:+.2%}), Sharpe {s['sharpe']:.2f} ({b['sharpe']:.2f})")
-        result['backtest'] = stats
+        print(f"backtest ({kw['execution']}, {kw['costs']} costs): annual return {s['annual_return']:+.2%} (buy and hold {b['annual_return']:+.2%}), "
+              f"Sharpe {s['sharpe']:.2f} ({b['sharpe']:.2f})")
+        result['backtest'], warn = stats, stats['warnings']
+    for w in warn: print(f"WARNING: {w}")
     if a.out:
         Path(a.out).mkdir(parents=True, exist_ok=True)
         (Path(a.out) / 'evaluation.json').write_text(json.dumps(json_safe(result), indent=2))
@@ -274,7 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--model', required=True, help='a model.pt written by `trading-nb train`')
     e.add_argument('--data', required=True, help=data_help)
     e.add_argument('--out', help='folder for evaluation.json (optional)')
-    e.add_argument('--cost-bps', type=float, default=1.0, help='backtest cost, basis points (default: 1)')
+    e.add_argument('--cost-bps', type=float, default=1.0, help='commission per unit traded, basis points (default: 1)')
+    e.add_argument('--execution', choices=['next_open', 'next_close', 'close'], default='next_open', help="when a position decided on a bar's close trades (default: the next bar's open)")
+    e.add_argument('--costs', choices=['auto', 'spread', 'bps'], default='auto', help='spread (estimated from the bars) + commission, or the commission alone; auto (default): spread for a panel')
     e.add_argument('--seed', type=int, default=0, help='bootstrap seed (default: 0)')
     e.add_argument('--on-invalid', **invalid)
     e.add_argument('--device', **dev)
