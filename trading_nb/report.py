@@ -155,6 +155,10 @@ def write_report(run: str | Path) -> Path:
                f"Split on the span {d['span'].get('start')} to {d['span'].get('end')} where at least {d['span'].get('min_symbols')} symbols are listed. "
                + (f"Dropped or left out: {'; '.join(f'{x['symbol']} {x['date'] or ''} ({x['reason']})' for x in dropped)}." if dropped else 'Nothing dropped.'))
         target = f"Target: {'the move relative to the cross-sectional mean of its date (excess)' if d.get('target') == 'excess' else 'the raw move'}."
+        if d.get('store'):   # trained from a feature store: say so, and that the tabular baselines saw a sample
+            st = d['store']
+            target += (f" Read from the feature store <code>{st['path']}</code> ({st['rows']:,} feature rows, {st['dtype']}, {st['bytes'] / 1e6:,.1f} MB), "
+                       f"never loaded whole; the tabular baselines were fitted on a seeded sample of {d.get('baseline_windows', 0):,} training windows.")
         pf = m['portfolio']
         books = {'long-short': pf['long_short'], 'long top k': pf['long_top'], 'equal weight': pf['equal_weight']}
         contrast = (f"<h3>The same scores on all names, tradable or not (for contrast)</h3>{_xs_table_html(m, 'all_names')}"
