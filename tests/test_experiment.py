@@ -181,7 +181,10 @@ def test_tune_resumes_after_interruption(work):
     d, _ = work
     (d / "resume.toml").write_text('out = "runs/r"\n\n[data]\nsource = "bars.csv"\n' + TINY + SEARCH.replace("trials = 3", "trials = 6"))
     db = d / "runs" / "r" / "tune.db"
-    p = subprocess.Popen([EXE, "tune", "--config", "resume.toml"], cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT's default action restored in the child: a shell that started the test run in the background ignores it, and a
+    # Python started with SIGINT ignored never raises KeyboardInterrupt (the test then sees a run that was never interrupted)
+    p = subprocess.Popen([EXE, "tune", "--config", "resume.toml"], cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 600   # a guard against a hang, not a timing assertion
     while _complete(db) < 1 and p.poll() is None and time.monotonic() < deadline: time.sleep(0.05)
     p.send_signal(signal.SIGINT)
