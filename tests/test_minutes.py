@@ -78,3 +78,15 @@ def test_bad_store_input_is_one_line(run, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     head = (tmp_path / "p.csv").read_text().splitlines()[0].split(",")
     assert head[:2] == ["symbol", "date"] and "p_up" in head
+
+
+def test_evaluate_reads_the_store_in_chunks(run):
+    "`trading-nb evaluate --data STORE --start TEST_START`: the run's test period judged again from the exported model, the same figures"
+    d, _, m = run
+    r = cli("evaluate", "--model", d / "run" / "model.pt", "--data", d / "store", "--start", m["data"]["test"][0], "--out", d / "ev", "--seed", 0)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ev = json.loads((d / "ev" / "evaluation.json").read_text())
+    assert ev["windows"] == m["data"]["test"][2]                                 # the test windows, no more
+    assert abs(ev["model"]["auc"] - m["model"]["auc"]) < 1e-4
+    assert abs(ev["model"]["rank_ic"] - m["model"]["rank_ic"]) < 1e-4             # after the signal, on the tradable names, as in training
+    assert ev["portfolio"]["execution"] == "next_open" and "tradable names: rank IC" in r.stdout

@@ -70,15 +70,35 @@ def cmd_replay(a) -> int:
     _write(out, a.out)
     return 0
 
+def _store_predictions(im, store, start=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "A feature store's bars from `start` on (with the history the costs and the universe look back over) and the model's predictions of its windows there, read chunk by chunk"
+    import tempfile
+    from trading_nb.inference import predict_store
+    from trading_nb.pipeline import store_bars
+    from trading_nb.store import open_store
+    st = open_store(store)
+    since = pd.Timestamp(start) if start else st.to_dates(st.calendar[:1])[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        f = predict_store(im, st, Path(tmp) / 'predictions.csv')   # every window, written in chunks; only those from `start` on are kept
+        parts = [c[pd.to_datetime(c['date']) >= since] for c in pd.read_csv(f, chunksize=1_000_000)]
+    p = pd.concat(parts)
+    p['date'] = pd.to_datetime(p['date'])
+    p = p.set_index(['symbol', 'date']).sort_index()
+    if p.empty: raise DataError(f"{store}: no window of the store ends on or after {since}")
+    return store_bars(st, since), p
+
 def cmd_evaluate(a) -> int:
     from trading_nb.evaluate import compare, summary_table
     from trading_nb.inference import check_data, predict, setup_inference
     im = setup_inference(a.model, device=None if a.device == 'auto' else a.device)
-    df, _ = load_data(a.data, a.on_invalid)
-    _report_dropped(df)
+    if is_store(a.data): df, p = _store_predictions(im, a.data, a.start)
+    else:
+        df, _ = load_data(a.data, a.on_invalid)
+        if a.start: df = df[(df.index.get_level_values('date') if isinstance(df.index, pd.MultiIndex) else df.index) >= pd.Timestamp(a.start)]
+        _report_dropped(df)
     panel = isinstance(df.index, pd.MultiIndex)
     if not panel: check_data(im, df)
-    p = predict(im, df)
+    if not is_store(a.data): p = predict(im, df)
     close = df['close'].reindex(p.index)
     nxt = df['close'].groupby(level='symbol').shift(-im.horizon) if panel else df['close'].shift(-im.horizon)
     fut = (nxt / df['close'] - 1).reindex(p.index)
@@ -278,12 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
         s.set_defaults(func=func)
     e = sub.add_parser('evaluate', help="a model's metrics and backtest on any data", description="Metrics with block-bootstrap intervals and a backtest (a portfolio on a panel) of an exported model on the bars given.")
     e.add_argument('--model', required=True, help='a model.pt written by `trading-nb train`')
-    e.add_argument('--data', required=True, help=data_help)
+    e.add_argument('--data', required=True, help=data_help + ', or a feature store (trading-nb features)')
     e.add_argument('--out', help='folder for evaluation.json (optional)')
     e.add_argument('--cost-bps', type=float, default=1.0, help='commission per unit traded, basis points (default: 1)')
     e.add_argument('--execution', choices=['next_open', 'next_close', 'close'], default='next_open', help="when a position decided on a bar's close trades (default: the next bar's open)")
     e.add_argument('--costs', choices=['auto', 'spread', 'bps'], default='auto', help='spread (estimated from the bars) + commission, or the commission alone; auto (default): spread for a panel')
     e.add_argument('--seed', type=int, default=0, help='bootstrap seed (default: 0)')
+    e.add_argument('--start', default=None, help='judge the windows from this date on (e.g. the test period of a feature store: a store is read in chunks, '
+                                                 'and only the bars from this date on, with the history the costs look back over, are held)')
     e.add_argument('--on-invalid', **invalid)
     e.add_argument('--device', **dev)
     e.add_argument('--threads', **threads)
