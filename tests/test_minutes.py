@@ -90,3 +90,16 @@ def test_evaluate_reads_the_store_in_chunks(run):
     assert abs(ev["model"]["auc"] - m["model"]["auc"]) < 1e-4
     assert abs(ev["model"]["rank_ic"] - m["model"]["rank_ic"]) < 1e-4             # after the signal, on the tradable names, as in training
     assert ev["portfolio"]["execution"] == "next_open" and "tradable names: rank IC" in r.stdout
+
+
+def test_minute_ics_aggregated_to_days(run, tmp_path):
+    "`--aggregate day`: each day's intraday ICs averaged first, so the intervals are over days (as daily research reads them)"
+    d, _, m = run
+    r = cli("train", "--data", d / "store", "--out", tmp_path / "day", "--epochs", "1", "--steps-per-epoch", "5", "--lookback", "30", "--quiet",
+            "--threads", "1", "--aggregate", "day", "--set", "model.hidden_size=16", "--set", "model.conv_channels=8", "--set", "model.indicator_hidden=8",
+            "--set", "model.head_hidden=8", "--set", "evaluation.n_boot=100", "--set", "evaluation.baseline_windows=20000")
+    assert r.returncode == 0, r.stderr[-3000:]
+    md = json.loads((tmp_path / "day" / "metrics.json").read_text())
+    assert 1 < md["model"]["n_dates"] <= SESSIONS                   # one IC per day of the test period
+    assert m["model"]["n_dates"] > 10 * md["model"]["n_dates"]        # the per-minute run has many more cross-sections
+    assert md["cross_sectional_verdict"].rstrip(".").split(" over ")[1].split(" ")[1].startswith("days")

@@ -446,6 +446,7 @@ def panel_backtest(
     n_boot: int = 1000,                     # bootstrap resamples of the IC intervals
     seed: int = 0,                          # bootstrap seed
     min_names: int = 3,                     # dates with fewer names have no IC
+    aggregate: str = 'bar',                 # 'day': intraday ICs averaged per calendar day first (`cross_section.by_day`)
 ) -> tuple[pd.DataFrame, dict]:
     "The tradable book's equity frame and a metrics dict: books and IC on the tradable universe and on all names, capacity, diagnostics, warnings"
     x = execution_inputs(df, dates, symbols, horizon, execution, costs, cost_bps, spread_method, spread_window,
@@ -459,7 +460,7 @@ def panel_backtest(
     out, frame = {}, None
     for name, mask in (('tradable', tr), ('all_names', np.ones_like(tr))):
         eq, st = portfolio_backtest(s, r, d, tradable=mask, **kw)
-        summ = ic_summary(daily_ic(s[mask], r[mask], d[mask], min_names, sym[mask]), n_boot, seed, horizon=horizon)
+        summ = ic_summary(daily_ic(s[mask], r[mask], d[mask], min_names, sym[mask]), n_boot, seed, horizon=horizon, aggregate=aggregate)
         ppy, traded = eq.attrs['periods_per_year'], eq['long_short_turnover'].sum()
         out[name] = {b: {key: st[b][key] for key in _KEYS} for b in PORTFOLIOS} | {key: summ[key] for key in (
             'rank_ic', 'rank_ic_ci', 'ic', 'ic_ci', 'rank_icir', 'n_dates')} | dict(

@@ -264,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument('--min-traded-value', type=float, default=None, help="panels: a name is tradable on a date when its median close x volume over the last 21 bars "
                                                                         "is above this, in the data's currency (default: 0, names that do not trade are out)")
     t.add_argument('--max-stale', type=int, default=None, help='panels: a name is tradable when at most this many of its last 21 bars were stale (default: 2)')
+    t.add_argument('--aggregate', choices=['bar', 'day'], default=None, help="panels: judge the IC per timestamp (bar, the default) or average a day's "
+                                                                           "intraday ICs first (day: minute bars read as daily research reads them)")
     t.add_argument('--participation', type=float, default=None, help="panels: share of a name's traded value the book may trade per bar, for its capacity (default: 0.1)")
     t.add_argument('--on-invalid', **{**invalid, 'default': None})
     t.add_argument('--target', choices=['auto', 'raw', 'excess'], default=None,

@@ -13,7 +13,7 @@ from .evaluate import (
     as_labels, as_proba, block_bootstrap_indices, block_length, performance_stats, periods_per_year, _metric_rows, _x)
 
 # %% auto #0
-__all__ = ['PORTFOLIOS', 'score_from_proba', 'daily_ic', 'ic_summary', 'quantile_returns', 'portfolio_backtest',
+__all__ = ['PORTFOLIOS', 'score_from_proba', 'daily_ic', 'by_day', 'ic_summary', 'quantile_returns', 'portfolio_backtest',
            'portfolio_weights', 'per_symbol_metrics', 'cross_sectional_compare', 'paired_ic_difference',
            'cross_sectional_verdict', 'plot_ic', 'plot_quantile_returns', 'plot_per_symbol', 'plot_portfolio']
 
@@ -120,12 +120,24 @@ def _newey_west_t(x: np.ndarray, lags: int) -> float:
     var = s / (n - 1)                    # lags = 0: the sample variance (ddof 1)
     return float(x.mean() / math.sqrt(var / n)) if var > 0 else float('nan')
 
+def by_day(
+    ic_frame,                # per-timestamp ICs (`daily_ic`'s frame, or one column of it)
+    aggregate: str = 'bar',  # 'bar' (as given) or 'day' (the mean of each calendar day's ICs; `n` summed)
+):
+    "Per-timestamp ICs as given, or averaged per calendar day: minute bars judged per day, as daily research reads them"
+    if aggregate not in ('bar', 'day'): raise ValueError(f"aggregate must be 'bar' or 'day', got {aggregate!r}")
+    if aggregate == 'bar' or not len(ic_frame): return ic_frame
+    g = ic_frame.groupby(pd.DatetimeIndex(ic_frame.index).normalize().rename('date'))
+    if isinstance(ic_frame, pd.Series): return g.mean()
+    return g.agg({c: ('sum' if c == 'n' else 'mean') for c in ic_frame.columns})
+
 def ic_summary(
     ic_frame: pd.DataFrame,  # the frame `daily_ic` returns
     n_boot: int = 1000,      # bootstrap resamples
     seed: int = 0,           # bootstrap seed
     ci: float = 0.95,        # interval coverage
     horizon: int = 1,        # the returns' horizon in bars (block length and Newey-West lags)
+    aggregate: str = 'bar',  # 'bar': one IC per timestamp; 'day': intraday ICs averaged per calendar day first (minute bars)
 ) -> dict:
     "Mean, sd, ICIR, t-statistic, share > 0 and a block-bootstrap interval of `ic` and `rank_ic`, as plain numbers"
     if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
@@ -133,7 +145,8 @@ def ic_summary(
     if not 0 < ci < 1: raise ValueError(f"ci must be in (0, 1), got {ci}")
     missing = {'ic', 'rank_ic'} - set(ic_frame.columns)
     if missing: raise ValueError(f"ic_frame lacks {sorted(missing)}: pass the frame `daily_ic` returns")
-    f = ic_frame.sort_index()
+    f = by_day(ic_frame.sort_index(), aggregate)
+    if aggregate == 'day': horizon = 1   # a day's mean IC overlaps the next day's only through the last bars' targets
     n = len(f)
     block = min(block_length(n, horizon), n) if n else 0
     idx = block_bootstrap_indices(n, n_boot, block, seed) if n else None
@@ -343,13 +356,14 @@ def cross_sectional_compare(
     ci: float = 0.95,             # interval coverage
     half_spread=None,             # per window: half the spread paid per unit traded, on top of `cost_bps` (see `portfolio_backtest`)
     tradable=None,                # per window: True where the name is in the tradable universe; IC and books on those only
+    aggregate: str = 'bar',       # 'day': intraday ICs averaged per calendar day before the summary (see `by_day`)
 ) -> pd.DataFrame:
     "One row per predictor: IC and rank IC with intervals, ICIR, t-statistics, and the long-short / long-top results after costs"
     if not isinstance(scores, dict) or not scores: raise ValueError("scores must be a non-empty dict {name: score per window}")
     rows, ew = {}, None
     ic_kw = _universe(returns, dates, symbols, tradable)
     for name, s in scores.items():
-        summ = ic_summary(daily_ic(ic_kw['pick'](s), ic_kw['returns'], ic_kw['dates'], min_names, ic_kw['symbols']), n_boot, seed, ci, horizon)
+        summ = ic_summary(daily_ic(ic_kw['pick'](s), ic_kw['returns'], ic_kw['dates'], min_names, ic_kw['symbols']), n_boot, seed, ci, horizon, aggregate)
         _, st = portfolio_backtest(s, returns, dates, top_k, cost_bps, horizon, symbols, half_spread=half_spread, tradable=tradable)
         ls, top, ew = st['long_short'], st['long_top'], st['equal_weight']
         rows[name] = {k: summ[k] for k in ('ic', 'ic_ci', 'rank_ic', 'rank_ic_ci', 'icir', 'rank_icir', 'ic_t', 'rank_ic_t', 'n_dates')} | dict(
@@ -374,10 +388,12 @@ def paired_ic_difference(
     horizon: int = 1,         # the returns' horizon (minimum block length)
     min_names: int = 3,       # dates with fewer names have no IC
     symbols=None,             # optional: the window's symbol, to refuse a (symbol, date) given twice
+    aggregate: str = 'bar',   # 'day': intraday ICs averaged per calendar day first (see `by_day`)
 ) -> dict:
     "Mean per-date IC of A minus B on the dates where both are defined, with a block-bootstrap interval over dates"
     if column not in ('ic', 'rank_ic'): raise ValueError(f"column must be 'ic' or 'rank_ic', got {column!r}")
-    fa, fb = (daily_ic(s, returns, dates, min_names, symbols)[column] for s in (score_a, score_b))
+    fa, fb = (by_day(daily_ic(s, returns, dates, min_names, symbols)[column], aggregate) for s in (score_a, score_b))
+    if aggregate == 'day': horizon = 1
     both = pd.concat(dict(a=fa, b=fb), axis=1, join='inner').sort_index()
     n = len(both)
     if n < 2: raise ValueError(f"{column} is defined on {n} common date(s); need at least 2 to compare")
@@ -402,6 +418,7 @@ def cross_sectional_verdict(
     min_names: int = 3,            # dates with fewer names have no IC
     symbols=None,                  # optional: the window's symbol, to refuse a (symbol, date) given twice
     tradable=None,                 # per window: True where the name is in the tradable universe; the verdict is on those only
+    aggregate: str = 'bar',        # 'day': intraday ICs averaged per calendar day first (see `by_day`)
 ) -> str:
     "One plain sentence: does the model beat the best baseline on rank IC, given the paired interval over dates?"
     if model not in scores: raise ValueError(f"no {model!r} in scores; have {list(scores)}")
@@ -410,15 +427,15 @@ def cross_sectional_verdict(
     baselines = {k: v for k, v in scores.items() if k != model}
     if not baselines: raise ValueError("no baselines to compare with")
     if against is None:
-        mean = {k: daily_ic(v, returns, dates, min_names, symbols)['rank_ic'].mean() for k, v in baselines.items()}
+        mean = {k: by_day(daily_ic(v, returns, dates, min_names, symbols)['rank_ic'], aggregate).mean() for k, v in baselines.items()}
         mean = {k: v for k, v in mean.items() if np.isfinite(v)}
         if not mean: raise ValueError("rank IC is undefined for every baseline (a constant score on every date?)")
         against = max(mean, key=mean.get)
     elif against not in baselines: raise ValueError(f"unknown baseline {against!r}; have {list(baselines)}")
-    d = paired_ic_difference(scores[model], baselines[against], returns, dates, 'rank_ic', n_boot, seed, ci, horizon, min_names, symbols)
+    d = paired_ic_difference(scores[model], baselines[against], returns, dates, 'rank_ic', n_boot, seed, ci, horizon, min_names, symbols, aggregate)
     who = model_name or ('the model' if model == 'model' else model)
     head = f"rank IC {d['a']:.3f} for {who} vs {d['b']:.3f} for {against}"
-    gap = f"difference {d['difference']:+.3f}, {ci:.0%} interval [{d['lower']:+.3f}, {d['upper']:+.3f}] over {d['n_dates']} dates"
+    gap = f"difference {d['difference']:+.3f}, {ci:.0%} interval [{d['lower']:+.3f}, {d['upper']:+.3f}] over {d['n_dates']} {'days' if aggregate == 'day' else 'dates'}"
     cap = who[0].upper() + who[1:]
     if d['lower'] > 0: return f"{cap} beats {against} on rank IC: {head}; {gap}, entirely in its favour."
     if d['upper'] < 0: return f"{cap} does NOT beat {against} on rank IC, it is worse: {head}; {gap}, entirely against it."

@@ -88,6 +88,7 @@ class EvaluationSpec:
     max_stale: int | None = 2   # panels: tradable when at most this many of the last `universe_window` bars were stale (no trade, or the close repeated)
     universe_window: int = 21   # panels: bars the universe rules look back over
     participation: float = 0.1  # panels: share of a name's traded value the book may trade per bar, for its capacity
+    aggregate: str = 'bar'      # panels: the IC per timestamp ('bar'), or intraday ICs averaged per calendar day first ('day', for minute bars)
     n_boot: int = 1000          # block-bootstrap resamples for the intervals
     top_k: int | None = None    # panels: names per portfolio leg (default: 20% of each date's names)
     baseline_windows: int = 200_000   # a feature store: the tabular baselines are fitted on a seeded sample of this many training windows
@@ -273,11 +274,11 @@ def panel_evaluation(
     S = {n: np.asarray(s, 'float64')[k] for n, s in scores.items()}
     tr = x['tradable'].to_numpy()[k]
     ckw = dict(returns=x['ret'].to_numpy()[k], dates=d[k], symbols=sym[k], horizon=h, cost_bps=ev.cost_bps, top_k=ev.top_k,
-               n_boot=ev.n_boot, seed=seed, half_spread=x['half_spread'].to_numpy()[k] if kw['costs'] == 'spread' else None)
+               n_boot=ev.n_boot, seed=seed, aggregate=ev.aggregate, half_spread=x['half_spread'].to_numpy()[k] if kw['costs'] == 'spread' else None)
     table, table_all = cross_sectional_compare(S, tradable=tr, **ckw), cross_sectional_compare(S, **ckw)
-    verdict = cross_sectional_verdict(S, ckw['returns'], ckw['dates'], symbols=ckw['symbols'], horizon=h, n_boot=ev.n_boot, seed=seed, tradable=tr)
+    verdict = cross_sectional_verdict(S, ckw['returns'], ckw['dates'], symbols=ckw['symbols'], horizon=h, n_boot=ev.n_boot, seed=seed, tradable=tr, aggregate=ev.aggregate)
     eq, book = panel_backtest(bars, scores['model'], d, sym, h, **kw, **rules, participation=ev.participation, top_k=ev.top_k,
-                              n_boot=ev.n_boot, seed=seed)
+                              n_boot=ev.n_boot, seed=seed, aggregate=ev.aggregate)
     per = per_symbol_metrics(proba['model'], test.targets.numpy(), test.symbols).join(
         per_symbol_books(proba['model'], x, d, sym, h, ev.cost_bps, kw['costs'] == 'spread'))
     return dict(table=table, table_all=table_all, equity=eq, book=book, per_symbol=per, verdict=verdict, inputs=x, factors=fac)
