@@ -30,7 +30,8 @@ def _cell(m: dict, k: str, digits: int = 3) -> str:
     return f"<td>{m[k]:.{digits}f}{lohi}</td>"
 
 def _table_html(metrics: dict, keys) -> str:
-    rows = {'model': metrics['model'], **metrics['baselines']}
+    rows = {name: m for name, m in {'model': metrics['model'], **metrics['baselines']}.items()
+            if any(m.get(k) is not None for k, _ in keys)}   # the factor baselines are scores: no pooled classification metrics
     head = ''.join(f'<th>{label}</th>' for _, label in keys)
     body = ''.join(f"<tr{' class=model' if name == 'model' else ''}><th>{name}</th>{''.join(_cell(m, k) for k, _ in keys)}</tr>" for name, m in rows.items())
     return f'<table><tr><th></th>{head}</tr>{body}</table>'
