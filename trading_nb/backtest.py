@@ -66,13 +66,6 @@ def _roll(s: pd.Series, window: int, how: str, min_periods: int) -> pd.Series:
     out = getattr(s.groupby(level='symbol', sort=False).rolling(window, min_periods=min_periods), how)()
     return out.droplevel(0).reindex(s.index)
 
-def _check_int(value, name: str, low: int = 1, none_ok: bool = False):
-    "Refuse anything but an integer >= `low` (or None when allowed)"
-    if none_ok and value is None: return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}{' or None' if none_ok else ''}, got {value!r}")
-    return int(value)
-
 def _check_choice(value, name: str, choices: tuple) -> str:
     "Refuse a value outside `choices`"
     if value not in choices: raise ValueError(f"{name} must be one of {choices}, got {value!r}")
@@ -353,12 +346,17 @@ def market_diagnostics(
     symbols=None,                         # the windows' symbols (panels)
     spread_method: str = 'abdi_ranaldo', # see `estimate_spread`
     spread_window: int = 21,              # see `estimate_spread`
+    inputs: pd.DataFrame | None = None,   # `execution_inputs` of the same windows: their stale flags and spreads, not computed again
 ) -> dict:
     "Measured at the windows: `stale_share`, mean per-symbol `lag1_autocorr` of close-to-close returns, `spread_median`"
     c = _check_bars(df, ('high', 'low', 'close', 'volume'))['close'].astype('float64')
     r = c / _shift(c, 1) - 1
-    bars = pd.DataFrame(dict(stale=stale_bars(df), r=r, r_prev=_shift(r, 1), spread=estimate_spread(df, spread_method, spread_window)))
+    if inputs is None: bars = pd.DataFrame(dict(stale=stale_bars(df), r=r, r_prev=_shift(r, 1), spread=estimate_spread(df, spread_method, spread_window)))
+    else: bars = pd.DataFrame(dict(r=r, r_prev=_shift(r, 1)))
     rows = bars if dates is None else _at(bars, dates, symbols)
+    if inputs is not None:
+        if dates is None or len(inputs) != len(rows): raise ValueError(f"inputs must be the execution_inputs of the {len(rows)} windows given")
+        rows = rows.assign(stale=inputs['stale_bar'].to_numpy(), spread=inputs['spread'].to_numpy())
     both = rows[rows['r'].notna() & rows['r_prev'].notna()]
     groups = both.groupby(level='symbol', sort=False) if _is_panel(both) else [(None, both)]
     ac = pd.Series([g['r'].corr(g['r_prev']) if len(g) >= 10 else np.nan for _, g in groups], dtype='float64')
@@ -447,10 +445,12 @@ def panel_backtest(
     seed: int = 0,                          # bootstrap seed
     min_names: int = 3,                     # dates with fewer names have no IC
     aggregate: str = 'bar',                 # 'day': intraday ICs averaged per calendar day first (`cross_section.by_day`)
+    inputs: pd.DataFrame | None = None,     # `execution_inputs` of these windows with these settings, when the caller has them already
 ) -> tuple[pd.DataFrame, dict]:
     "The tradable book's equity frame and a metrics dict: books and IC on the tradable universe and on all names, capacity, diagnostics, warnings"
-    x = execution_inputs(df, dates, symbols, horizon, execution, costs, cost_bps, spread_method, spread_window,
-                         min_traded_value, max_stale, universe_window)
+    x = inputs if inputs is not None else execution_inputs(df, dates, symbols, horizon, execution, costs, cost_bps, spread_method,
+                                                           spread_window, min_traded_value, max_stale, universe_window)
+    if len(x) != len(dates): raise ValueError(f"inputs has {len(x)} rows for {len(dates)} windows")
     s = np.asarray(scores.detach().cpu() if hasattr(scores, 'detach') else scores, 'float64')
     if s.shape != (len(x),): raise ValueError(f"scores must be 1-D with one entry per window ({len(x)}), got shape {s.shape}")
     k = x['usable'].to_numpy()
@@ -476,7 +476,7 @@ def panel_backtest(
     yard = tr if rules else _at(tradable_universe(df)[['tradable']], d, sym)['tradable'].to_numpy()
     gross_w, outside = np.abs(w['long_short'].to_numpy()), ~_lookup(yard, sym, d, w).astype(bool)
     illiquid = float(gross_w[outside].sum() / gross_w.sum()) if gross_w.sum() > 0 else 0.0
-    diag = market_diagnostics(df, d, sym, spread_method, spread_window) | dict(illiquid_share=illiquid)
+    diag = market_diagnostics(df, d, sym, spread_method, spread_window, inputs=x[k]) | dict(illiquid_share=illiquid)
     t = out['tradable']
     warn = plausibility_warnings(t['long_short']['sharpe'], t['rank_ic'], t['simple_annual_return'], t['long_short']['turnover'],
                                  t['cost_per_unit'], periods_per_year(d) if periods is None else periods, diag, illiquid_share=illiquid)
@@ -522,7 +522,7 @@ def series_backtest(
     ppy = frame.attrs['periods_per_year']
     traded = np.abs(np.diff(frame['position'].to_numpy(), prepend=0.0)).sum()
     paid = float(frame['cost'].sum() / traded) if traded > 0 else cost_bps / 1e4
-    diag = market_diagnostics(df, d, None, spread_method, spread_window)
+    diag = market_diagnostics(df, d, None, spread_method, spread_window, inputs=x[k])
     st = stats['strategy']
     warn = plausibility_warnings(st['sharpe'], None, float(frame['strategy_return'].mean() * ppy), st['turnover'], paid, ppy * horizon, diag)
     frame.attrs.update(execution=execution, costs=costs)

@@ -91,14 +91,14 @@ def cmd_evaluate(a) -> int:
     from trading_nb.evaluate import compare, summary_table
     from trading_nb.inference import check_data, predict, setup_inference
     im = setup_inference(a.model, device=None if a.device == 'auto' else a.device)
-    if is_store(a.data): df, p = _store_predictions(im, a.data, a.start)
+    if is_store(a.data): df, p = _store_predictions(im, a.data, a.start)   # a panel, predicted in chunks
     else:
         df, _ = load_data(a.data, a.on_invalid)
         if a.start: df = df[(df.index.get_level_values('date') if isinstance(df.index, pd.MultiIndex) else df.index) >= pd.Timestamp(a.start)]
         _report_dropped(df)
+        if not isinstance(df.index, pd.MultiIndex): check_data(im, df)
+        p = predict(im, df)
     panel = isinstance(df.index, pd.MultiIndex)
-    if not panel: check_data(im, df)
-    if not is_store(a.data): p = predict(im, df)
     close = df['close'].reindex(p.index)
     nxt = df['close'].groupby(level='symbol').shift(-im.horizon) if panel else df['close'].shift(-im.horizon)
     fut = (nxt / df['close'] - 1).reindex(p.index)
@@ -151,15 +151,13 @@ def cmd_features(a) -> int:
     source = sample_path(a.data) if a.data in PANEL_SAMPLES else a.data
     if a.data in SAMPLES and a.data not in PANEL_SAMPLES: raise DataError(f"{a.data!r} is one series; a store holds a panel (e.g. --data stocks)")
     progress = None if a.quiet else lambda done, total: print(f"\rfeatures: {done}/{total} parts", end='' if done < total else '\n', file=sys.stderr)
-    if Path(a.store).exists() and any(Path(a.store).iterdir()) and not a.overwrite:
-        raise FileExistsError(f"{a.store}: a store exists already (or another folder is there); pass --overwrite to replace a store, or choose another path")
     with warnings.catch_warnings():   # what was left out is printed below, once
         warnings.simplefilter('ignore', UserWarning)
         st = build_store(source, a.store, indicators=exp.features.indicators, on_invalid=exp.data.on_invalid, dtype=a.dtype, engine=a.engine,
                          n_jobs=exp.data.n_jobs, address=a.address, overwrite=a.overwrite, on_unit=progress)
     for d in st.dropped: print(f"dropped: {d.get('symbol')} {d.get('date') or ''} {d.get('reason')}", file=sys.stderr)
     for k in st.skipped: print(f"left out: {k.get('symbol')} {k.get('reason')}", file=sys.stderr)
-    size = sum(p.stat().st_size for p in Path(a.store).iterdir())
+    size = st.nbytes
     secs = getattr(st, 'build_seconds', float('nan'))
     print(f"{st}\n{size / 1e6:,.1f} MB on disk ({size / max(st.n_rows, 1):,.0f} bytes per row); {st.n_rows / secs:,.0f} rows/s ({secs:.1f} s, {a.engine})")
     print(f"train from it: trading-nb train --data {a.store}")
@@ -240,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "on a busy machine 1 can be much faster)")
     invalid = dict(choices=['error', 'drop'], default='error', help="panels: stop at the first bad row (error, the default) or drop bad rows "
                                                                     "and symbols, reporting each one (drop)")
+    execution = dict(choices=['next_open', 'next_close', 'close'], default='next_open',
+                     help="when a position decided on bar t's close trades: next_open (default: bar t+1's open), next_close, or close (bar t's close, "
+                          "which no one could trade at; only for comparison)")
+    costs = dict(choices=['auto', 'spread', 'bps'], default='auto', help='spread: half the spread estimated from the bars plus the commission; '
+                                                                         'bps: the commission alone; auto (default): spread for a panel, bps for a series')
     t = sub.add_parser('train', help='train and evaluate the model; write model.pt, metrics.json, report.html, config.toml',
                        description='The whole pipeline: load, validate, features, chronological split, train, evaluate against baselines, backtest. '
                                    'The run is an experiment: --config FILE reads one (TOML), flags given here override its keys, --set overrides any key, '
@@ -256,11 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument('--lr', type=float, default=None, help='peak learning rate (default: 1e-3)')
     t.add_argument('--patience', type=int, default=None, help='early-stopping patience in epochs (default: 5)')
     t.add_argument('--cost-bps', type=float, default=None, help='commission per unit of position traded, basis points (default: 1)')
-    t.add_argument('--execution', choices=['next_open', 'next_close', 'close'], default=None,
-                   help="when a position decided on bar t's close trades: next_open (default: bar t+1's open), next_close, or close (bar t's close, "
-                        "which no one could trade at; only for comparison)")
-    t.add_argument('--costs', choices=['auto', 'spread', 'bps'], default=None,
-                   help='spread: half the spread estimated from the bars plus the commission; bps: the commission alone; auto (default): spread for a panel, bps for a series')
+    t.add_argument('--execution', **{**execution, 'default': None})
+    t.add_argument('--costs', **{**costs, 'default': None})
     t.add_argument('--min-traded-value', type=float, default=None, help="panels: a name is tradable on a date when its median close x volume over the last 21 bars "
                                                                         "is above this, in the data's currency (default: 0, names that do not trade are out)")
     t.add_argument('--max-stale', type=int, default=None, help='panels: a name is tradable when at most this many of its last 21 bars were stale (default: 2)')
@@ -303,8 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--data', required=True, help=data_help + ', or a feature store (trading-nb features)')
     e.add_argument('--out', help='folder for evaluation.json (optional)')
     e.add_argument('--cost-bps', type=float, default=1.0, help='commission per unit traded, basis points (default: 1)')
-    e.add_argument('--execution', choices=['next_open', 'next_close', 'close'], default='next_open', help="when a position decided on a bar's close trades (default: the next bar's open)")
-    e.add_argument('--costs', choices=['auto', 'spread', 'bps'], default='auto', help='spread (estimated from the bars) + commission, or the commission alone; auto (default): spread for a panel')
+    e.add_argument('--execution', **execution)
+    e.add_argument('--costs', **costs)
     e.add_argument('--seed', type=int, default=0, help='bootstrap seed (default: 0)')
     e.add_argument('--start', default=None, help='judge the windows from this date on (e.g. the test period of a feature store: a store is read in chunks, '
                                                  'and only the bars from this date on, with the history the costs look back over, are held)')

@@ -252,6 +252,16 @@ def __repr__(self: TradingDataset) -> str:
     return (f"TradingDataset({self.n_windows} windows of {self.lookback} x {self.n_channels}, horizon {self.horizon}, "
             f"{self.task}{f', {self.n_classes} classes' if self.n_classes else ''}{', excess target' if self.target_kind == 'excess' else ''}{who}, {span})")
 
+@patch(as_prop=True)
+def date_span(self: TradingDataset) -> tuple:
+    "The first and the last window's date (a `StoreDataset` gives the same without a date per window)"
+    return self.dates.min(), self.dates.max()
+
+@patch(as_prop=True)
+def window_symbols(self: TradingDataset) -> list | None:
+    "The symbols the dataset has windows of, sorted (None for a series)"
+    return sorted(set(self.symbols)) if self.is_panel else None
+
 # %% ../nbs/03_dataset.ipynb #dce81999
 def changed_windows(
     a: TradingDataset,  # dataset built on some bars

@@ -109,8 +109,7 @@ def _manifest(model: nn.Module, dataset, provenance: dict) -> dict:
                        indicator_names=dataset.indicator_names, lookback=dataset.lookback, horizon=dataset.horizon,
                        task=dataset.task, flat_band=dataset.flat_band, class_names=dataset.class_names,
                        target=getattr(dataset, 'target_kind', 'raw'),
-                       symbols=(dataset.window_symbols if hasattr(dataset, 'window_symbols') else
-                                sorted(set(dataset.symbols)) if getattr(dataset, 'symbols', None) is not None else None),
+                       symbols=dataset.window_symbols,
                        warmup=warmup_bars(dataset.indicators), provenance=provenance), 'manifest')
 
 def export_model(

@@ -12,11 +12,11 @@ import pandas as pd
 from .data import DataError, SAMPLES, is_panel, load_ohlcv, load_panel, load_sample, sample_path
 
 # %% auto #0
-__all__ = ['SECTIONS', 'BOOKS', 'XS_KEYS', 'EXECUTIONS', 'COSTS', 'DataSpec', 'FeatureSpec', 'SplitSpec', 'TargetSpec',
-           'ModelSpec', 'TrainingSpec', 'EvaluationSpec', 'SearchSpec', 'Experiment', 'is_store', 'load_data',
-           'select_symbols', 'resolved_out', 'feature_cache_dir', 'set_threads', 'resolve', 'cross_sectional_metrics',
-           'metrics_row', 'json_safe', 'cost_model', 'per_symbol_books', 'panel_evaluation', 'store_baselines',
-           'memory_parts', 'store_parts', 'store_bars', 'session_gaps', 'train_pipeline']
+__all__ = ['SECTIONS', 'BOOKS', 'XS_KEYS', 'DataSpec', 'FeatureSpec', 'SplitSpec', 'TargetSpec', 'ModelSpec', 'TrainingSpec',
+           'EvaluationSpec', 'SearchSpec', 'Experiment', 'is_store', 'load_data', 'select_symbols', 'resolved_out',
+           'feature_cache_dir', 'set_threads', 'resolve', 'cross_sectional_metrics', 'metrics_row', 'json_safe',
+           'cost_model', 'per_symbol_books', 'panel_evaluation', 'store_baselines', 'memory_parts', 'store_parts',
+           'store_bars', 'session_gaps', 'train_pipeline']
 
 # %% ../nbs/08_pipeline.ipynb #33adc84a
 @dataclass
@@ -123,8 +123,6 @@ def is_store(source) -> bool:
     p = Path(source)
     return p.is_dir() and (p / 'meta.json').is_file() and (p / 'features.bin').is_file()
 
-def _when(ts) -> str: return str(ts)
-
 def load_data(
     source,                   # a frame, 'sp500' / 'nasdaq' / 'stocks', or whatever `load_ohlcv` / `load_panel` reads
     on_invalid: str = 'error',  # panels: 'error' at the first bad row, or 'drop' bad rows/symbols and report them
@@ -223,8 +221,6 @@ def json_safe(x):
     return x
 
 # %% ../nbs/08_pipeline.ipynb #0c9daa67
-EXECUTIONS, COSTS = ('next_open', 'next_close', 'close'), ('auto', 'spread', 'bps')
-
 def cost_model(ev: EvaluationSpec, panel: bool) -> str:
     "'spread' or 'bps': `auto` charges estimated spreads on a panel of traded names, the commission alone on a series (often an index, which is not traded)"
     return ('spread' if panel else 'bps') if ev.costs == 'auto' else ev.costs
@@ -243,10 +239,10 @@ def per_symbol_books(
 ) -> pd.DataFrame:
     "Per symbol: the model's long/flat book on that name alone, traded as the panel's book is (after the signal, paying its costs)"
     from trading_nb.evaluate import backtest
-    k, rows = x['usable'].to_numpy(), {}
-    for s in np.unique(symbols):
-        m = k & (symbols == s)
-        if m.sum() < 2: continue
+    usable, rows = np.flatnonzero(x['usable'].to_numpy()), {}
+    for s, at in pd.Series(usable).groupby(np.asarray(symbols)[usable], sort=True):   # each symbol's windows, found once, in order
+        m = at.to_numpy()
+        if len(m) < 2: continue
         _, st = backtest(np.asarray(proba)[m], x['ret'].to_numpy()[m], dates[m], cost_bps=cost_bps, horizon=horizon,
                          half_spread=x['half_spread'].to_numpy()[m] if spread else None)
         rows[s] = dict(long_flat_annual_return=st['strategy']['annual_return'], long_flat_sharpe=st['strategy']['sharpe'],
@@ -278,20 +274,12 @@ def panel_evaluation(
     table, table_all = cross_sectional_compare(S, tradable=tr, **ckw), cross_sectional_compare(S, **ckw)
     verdict = cross_sectional_verdict(S, ckw['returns'], ckw['dates'], symbols=ckw['symbols'], horizon=h, n_boot=ev.n_boot, seed=seed, tradable=tr, aggregate=ev.aggregate)
     eq, book = panel_backtest(bars, scores['model'], d, sym, h, **kw, **rules, participation=ev.participation, top_k=ev.top_k,
-                              n_boot=ev.n_boot, seed=seed, aggregate=ev.aggregate)
+                              n_boot=ev.n_boot, seed=seed, aggregate=ev.aggregate, inputs=x)
     per = per_symbol_metrics(proba['model'], test.targets.numpy(), test.symbols).join(
         per_symbol_books(proba['model'], x, d, sym, h, ev.cost_bps, kw['costs'] == 'spread'))
     return dict(table=table, table_all=table_all, equity=eq, book=book, per_symbol=per, verdict=verdict, inputs=x, factors=fac)
 
 # %% ../nbs/08_pipeline.ipynb #914aad55
-def _span(ds) -> tuple:
-    "First and last window date of a part (a store's without a date per window)"
-    return ds.date_span if hasattr(ds, 'date_span') else (ds.dates.min(), ds.dates.max())
-
-def _names(ds) -> list:
-    "The symbols a part has windows of"
-    return ds.window_symbols if hasattr(ds, 'window_symbols') else sorted(set(ds.symbols))
-
 def store_baselines(
     train,                     # a store's training part
     test,                      # its test part
@@ -329,8 +317,8 @@ def memory_parts(
                                                val_frac=s.val_frac, test_frac=s.test_frac, gap=s.gap, **panel_kw)
     dates = df.index.get_level_values('date') if panel else df.index
     return train, val, test, dict(
-        source=path.name if path else 'frame', sha256=_file_sha256(path) if path else None, rows=len(df), start=_when(dates.min()),
-        end=_when(dates.max()), panel=panel, symbols=sorted(df.index.unique('symbol')) if panel else None,
+        source=path.name if path else 'frame', sha256=_file_sha256(path) if path else None, rows=len(df), start=str(dates.min()),
+        end=str(dates.max()), panel=panel, symbols=sorted(df.index.unique('symbol')) if panel else None,
         dropped=df.attrs.get('dropped', []), frame=df, path=path, store=None, store_obj=None)
 
 def store_parts(
@@ -352,9 +340,9 @@ def store_parts(
     cal = st.to_dates(st.calendar[[0, -1]])
     dropped = [dict(symbol=x.get('symbol'), date=x.get('date'), reason=x.get('reason')) for x in st.dropped]
     return train, val, test, dict(
-        source=Path(source).name, sha256=st.meta.get('input_hash'), rows=st.n_rows, start=_when(cal[0]), end=_when(cal[-1]),
+        source=Path(source).name, sha256=st.meta.get('input_hash'), rows=st.n_rows, start=str(cal[0]), end=str(cal[-1]),
         panel=True, symbols=sorted(st.symbols), dropped=dropped, frame=None, path=None, store_obj=st,
-        store=dict(path=Path(source).name, rows=st.n_rows, dtype=st.meta['dtype'], bytes=sum(p.stat().st_size for p in Path(source).iterdir())))
+        store=dict(path=Path(source).name, rows=st.n_rows, dtype=st.meta['dtype'], bytes=st.nbytes))
 
 # %% ../nbs/08_pipeline.ipynb #cdd48691
 def store_bars(
@@ -432,7 +420,7 @@ def train_pipeline(
         model=metrics_row(cmp, 'model'), baselines={b: metrics_row(cmp, b) for b in base},
         verdict=verdict(proba, base, y, n_boot=n_boot, seed=seed, horizon=horizon),
         data=dict(source=src['source'], sha256=src['sha256'], rows=src['rows'], start=src['start'], end=src['end'], target=tgt,
-                  train=[*map(str, _span(train)), len(train)], val=[*map(str, _span(val)), len(val)],
+                  train=[*map(str, train.date_span), len(train)], val=[*map(str, val.date_span), len(val)],
                   test=[str(dates.min()), str(dates.max()), len(test)], up_share_test=float(np.mean(y == train.n_classes - 1))),
         training=dict(epochs_run=len(res.history), best_epoch=res.best_epoch, device=str(res.device),
                       amp=str(res.amp_dtype).replace('torch.', '') if res.amp_dtype else 'fp32',
@@ -460,7 +448,7 @@ def train_pipeline(
         metrics['cross_sectional_verdict'] = xs['verdict']
         dropped = [dict(symbol=x['symbol'], date=x['date'], reason=x['reason']) for x in src['dropped']]
         dropped += [dict(symbol=k['symbol'], date=None, reason=f"left out: {k.get('reason')}") for k in train.skipped if 'bars' in k]
-        metrics['data'].update(symbols=src['symbols'], symbols_trained=_names(train), symbols_test=_names(test), span=getattr(train, 'span', {}), dropped=dropped,
+        metrics['data'].update(symbols=src['symbols'], symbols_trained=train.window_symbols, symbols_test=test.window_symbols, span=getattr(train, 'span', {}), dropped=dropped,
                                feature_cache_hits=cache_hits)   # per rank: under torchrun only local rank 0 computes
         if src['store']: metrics['data'].update(store=src['store'], baseline_windows=min(len(train), ev.baseline_windows))
         pd.DataFrame(dropped, columns=['symbol', 'date', 'reason']).to_csv(out / 'dropped.csv', index=False)

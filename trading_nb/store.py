@@ -288,6 +288,11 @@ class Store:
     def symbols(self) -> list: return self.index['symbol'].tolist()
 
     @property
+    def nbytes(self) -> int:
+        "The store's size on disk, every file of it"
+        return sum(p.stat().st_size for p in self.path.iterdir())
+
+    @property
     def dropped(self) -> list:
         "Every flawed input row dropped under on_invalid='drop', with the reason"
         return json.loads((self.path / 'dropped.json').read_text())
@@ -349,7 +354,7 @@ def build_store(
     is_frame = isinstance(source, pd.DataFrame)
     if is_frame and engine == 'ray': raise ValueError("engine='ray' reads the input from files on a shared path; write the panel to per-symbol files, or use engine='local'")
     store_dir = Path(store_dir)
-    if (store_dir / _DONE).exists() and not overwrite: raise FileExistsError(f"{store_dir}: a store exists already; pass overwrite=True to replace it")
+    if (store_dir / _DONE).exists() and not overwrite: raise FileExistsError(f"{store_dir}: a store exists already; pass overwrite=True (trading-nb features --overwrite) to replace it")
     if store_dir.exists() and not (store_dir / _DONE).exists() and any(store_dir.iterdir()):
         raise FileExistsError(f"{store_dir}: a folder that is not a store; choose another path")
     spec = _build_spec(indicators, min_rows, on_invalid, dtype)
