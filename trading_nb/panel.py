@@ -12,7 +12,8 @@ from .data import DataError, OHLCV_COLS
 from .features import _specs, feature_columns, make_features, warmup_bars
 
 # %% auto #0
-__all__ = ['features_key', 'default_cache_dir', 'panel_features']
+__all__ = ['CROSS_SECTIONS', 'CS_TOL', 'features_key', 'default_cache_dir', 'panel_features', 'check_cross_section',
+           'cross_section_rows', 'cross_section_normalize']
 
 # %% ../nbs/01b_panel.ipynb #4b60035e
 def _one_symbol(symbol: str, bars: pd.DataFrame, indicators: list | None) -> tuple[str, pd.DataFrame]:
@@ -109,3 +110,65 @@ def panel_features(
     feats, closes = out.drop(columns='close'), out['close'].rename('close')
     feats.attrs = out.attrs
     return feats, closes
+
+# %% ../nbs/01b_panel.ipynb #511be226
+CROSS_SECTIONS = ('none', 'zscore', 'rank')
+CS_TOL = 1e-9   # relative: values closer than this are ties (rank) or a constant column (zscore)
+
+def check_cross_section(method) -> str:
+    "`method` if it is one of `CROSS_SECTIONS`, else a `ValueError` naming them"
+    if method not in CROSS_SECTIONS: raise ValueError(f"cross_section must be one of {CROSS_SECTIONS}, got {method!r}")
+    return method
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    "Average ranks (from 1) of each column of `x`, values within `CS_TOL` (relative) counted as ties"
+    n, out = len(x), np.empty(x.shape)
+    order = np.argsort(x, axis=0, kind='stable')
+    s = np.take_along_axis(x, order, axis=0)
+    new = np.abs(np.diff(s, axis=0)) > CS_TOL * np.maximum(1.0, np.maximum(np.abs(s[1:]), np.abs(s[:-1])))
+    for c in range(x.shape[1]):
+        g = np.r_[0, np.cumsum(new[:, c])]                    # tie group of each sorted value
+        first = np.flatnonzero(np.r_[True, new[:, c]])        # where each group starts
+        last = np.r_[first[1:], n] - 1
+        out[order[:, c], c] = ((first + last) / 2 + 1)[g]
+    return out
+
+def cross_section_rows(
+    x: np.ndarray,   # one date's feature rows: (symbols listed that date, columns)
+    method: str,     # 'none', 'zscore' or 'rank'
+) -> np.ndarray:
+    "One date's rows normalised across its symbols: z-scores (mean 0, std 1) or centred ranks in [-0.5, 0.5]; 0 for a single name"
+    x = np.asarray(x, dtype='float64')
+    if check_cross_section(method) == 'none': return x
+    if len(x) < 2: return np.zeros_like(x)
+    if method == 'rank': return (_ranks(x) - 1) / (len(x) - 1) - 0.5
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    flat = std <= CS_TOL * np.maximum(1.0, np.abs(x).max(axis=0))   # the same for every name (within rounding): no cross-section
+    return np.where(flat, 0.0, (x - mean) / np.where(flat, 1.0, std))
+
+# %% ../nbs/01b_panel.ipynb #6823e5bd
+def cross_section_normalize(
+    feats: pd.DataFrame,   # a panel's feature frame indexed by (symbol, date), sorted by symbol then date (see `panel_features`)
+    method: str = 'none',  # 'none', 'zscore' or 'rank' (see `cross_section_rows`)
+) -> pd.DataFrame:
+    "Each date's rows normalised across the symbols listed that date, that date's rows only; `attrs['cross_section']` records it"
+    check_cross_section(method)
+    if method == 'none': return feats
+    if not isinstance(feats.index, pd.MultiIndex) or list(feats.index.names) != ['symbol', 'date']:
+        raise DataError(f"cross_section={method!r} normalises each date across the symbols listed that date, so it needs a panel "
+                        "(a frame indexed by (symbol, date)); a single series has no cross-section: use cross_section='none'")
+    syms = feats.index.unique('symbol')
+    if len(syms) < 2:
+        raise DataError(f"cross_section={method!r} normalises each date across the symbols listed that date, but the panel has one "
+                        f"symbol ({syms[0] if len(syms) else 'none'!r}): every value would be 0; use cross_section='none' for a single series")
+    x = feats.to_numpy(dtype='float64')
+    codes = feats.index.codes[0]
+    if len(codes) and (np.diff(codes) < 0).any(): raise DataError("panel rows must be sorted by symbol then date; use `load_panel`")
+    _, pos = np.unique(feats.index.get_level_values('date'), return_inverse=True)
+    order = np.argsort(pos, kind='stable')           # rows by date, each date's rows in symbol order
+    cut = np.flatnonzero(np.diff(pos[order])) + 1
+    out = np.empty_like(x)
+    for rows in np.split(order, cut): out[rows] = cross_section_rows(x[rows], method)
+    res = pd.DataFrame(out, index=feats.index, columns=feats.columns)
+    res.attrs = {**feats.attrs, 'cross_section': method}
+    return res
