@@ -15,7 +15,7 @@ LAYERS = [
     ['cli'],                                              # the command line: parses, calls the layers below, prints
     ['experiment'],                                       # experiments as files: TOML, overrides, compare, tune
     ['pipeline'],                                         # one run: an Experiment in, a run folder out
-    ['report'],                                           # the run's HTML report and terminal summary
+    ['report', 'importance'],                             # the run's HTML report and terminal summary; permutation importance
     ['inference'],                                        # export, safe loading, batch and streaming inference
     ['train'],                                            # the training loop
     ['distributed'],                                      # torchrun, DDP, devices
