@@ -4,7 +4,8 @@
 
 # %% ../nbs/07_inference.ipynb #2dce43a2
 from __future__ import annotations
-import asyncio, concurrent.futures, hashlib, inspect, json, math, os, pickle, tempfile, types, warnings
+import asyncio, base64, concurrent.futures, hashlib, inspect, json, math, os, pickle, tempfile, types, warnings
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, is_dataclass
 from datetime import datetime, timezone
@@ -25,8 +26,9 @@ from .store import Store, StoreDataset
 from .train import save_atomic
 
 # %% auto #0
-__all__ = ['FORMAT', 'TRAINING_FORMAT', 'ModelFileError', 'export_model', 'InferenceModel', 'setup_inference', 'check_data',
-           'predict', 'predict_store', 'StreamState', 'StreamStates', 'process_realtime', 'areplay', 'replay']
+__all__ = ['FORMAT', 'TRAINING_FORMAT', 'STREAM_FORMAT', 'ModelFileError', 'export_model', 'InferenceModel', 'setup_inference',
+           'check_data', 'predict', 'predict_store', 'StreamState', 'StreamStates', 'process_realtime', 'areplay',
+           'replay']
 
 # %% ../nbs/07_inference.ipynb #58eef6be
 FORMAT = 'trading_nb.model/1'
@@ -696,6 +698,81 @@ def update(self: StreamState,
           ) -> dict:
     "Take one bar; answer with a prediction, a warm-up count, or a rejection and its reason"
     return _serve(self, [bar])[0]
+
+# %% ../nbs/07_inference.ipynb #db24045d
+STREAM_FORMAT = 'trading_nb.stream/1'   # the tag of `StreamState.state_dict`
+
+def _scaler_sha(im: InferenceModel) -> str:
+    "SHA-256 of a model's scaler: a state's normalized window is only valid under the scaler it was made with"
+    return hashlib.sha256(json.dumps(im.scaler, sort_keys=True).encode()).hexdigest()
+
+def _to_plain(x):
+    "A part of an `IncrementalFeatures` state as plain values: slotted parts as dicts of their fields, deques as lists"
+    if isinstance(x, deque): return [_to_plain(v) for v in x]
+    if isinstance(x, (list, tuple)): return [_to_plain(v) for v in x]
+    slots = getattr(type(x), '__slots__', None)
+    if slots is not None: return {s: _to_plain(getattr(x, s)) for s in slots}
+    if isinstance(x, np.generic): return x.item()
+    if x is None or isinstance(x, (bool, int, float, str)): return x
+    raise TypeError(f"a {type(x).__name__} in the feature state is not a plain value")
+
+def _from_plain(like, v):
+    "`v` (from `_to_plain`) put into `like`, a fresh part of the same indicator set, field by field"
+    if v is None: return None
+    if isinstance(like, deque): return deque(v, like.maxlen)
+    if getattr(type(like), '__slots__', None) is not None:
+        for s in type(like).__slots__: setattr(like, s, _from_plain(getattr(like, s), v[s]))
+        return like
+    if isinstance(like, (list, tuple)):   # a list of parts (recursed into) or of numbers
+        out = [_from_plain(like[i] if i < len(like) else None, x) for i, x in enumerate(v)]
+        return tuple(out) if isinstance(like, tuple) else out
+    return v
+
+def _b64(a: np.ndarray) -> dict: return dict(dtype=str(a.dtype), shape=list(a.shape), data=base64.b64encode(np.ascontiguousarray(a).tobytes()).decode())
+def _unb64(d: dict) -> np.ndarray: return np.frombuffer(base64.b64decode(d['data']), dtype=d['dtype']).reshape(d['shape']).copy()
+
+@patch
+def copy(self: StreamState) -> StreamState:
+    "An independent copy of the state (features, window, counts); the model is shared"
+    new = object.__new__(StreamState)
+    new.__dict__.update(self.__dict__)
+    new.features, new._buf = self.features.copy(), self._buf.copy()
+    new.row = None if self.row is None else self.row.copy()
+    new._dates = None if self._dates is None else list(self._dates)
+    new._names = [None, None]
+    return new
+
+@patch
+def state_dict(self: StreamState) -> dict:
+    "The state as plain values (JSON writes and reads them back exactly), for `StreamState.from_state_dict`"
+    f, when = self.features, (lambda t: None if t is None else t.isoformat())
+    return dict(format=STREAM_FORMAT, symbol=self.symbol, threshold=self.threshold, on_mismatch=self.on_mismatch,
+                feature_names=list(self.model.feature_names), lookback=self.model.lookback, scaler_sha256=_scaler_sha(self.model),
+                features=dict(parts=_to_plain(f._parts), prev=list(f._prev), n_bars=f.n_bars), window=_b64(self.window),
+                n_rows=self.n_rows, row=None if self.row is None else self.row.tolist(),
+                dates=None if self._dates is None else [when(t) for t in self._dates],
+                last_date=when(self.last_date), accepted=self.accepted, rejected=self.rejected)
+
+@patch(cls_method=True)
+def from_state_dict(cls: StreamState,
+                    model: InferenceModel,  # the model the state was made for (the same features, scaler and lookback)
+                    d: dict,                # from `StreamState.state_dict` (through JSON or not)
+                   ) -> StreamState:
+    "A state from `state_dict`'s values; `ValueError` when they were made for another feature set, scaler or lookback"
+    if not isinstance(d, Mapping) or d.get('format') != STREAM_FORMAT: raise ValueError(f"not a stream state (format {d.get('format') if isinstance(d, Mapping) else type(d).__name__!r}, expected {STREAM_FORMAT!r})")
+    if (d['feature_names'], d['lookback'], d['scaler_sha256']) != (model.feature_names, model.lookback, _scaler_sha(model)):
+        raise ValueError("the state was made for another feature set, scaler or lookback than this model's: rebuild it from the bars")
+    st = cls(model, d['threshold'], d['on_mismatch'], symbol=d['symbol'])
+    f = st.features
+    f._parts, f._prev, f.n_bars = _from_plain(f._parts, d['features']['parts']), tuple(d['features']['prev']), d['features']['n_bars']
+    L = model.lookback
+    st._buf[:L] = st._buf[L:] = _unb64(d['window'])
+    st._pos, st.n_rows = 0, d['n_rows']
+    st.row = None if d['row'] is None else np.asarray(d['row'], dtype='float64')
+    ts = lambda s: None if s is None else pd.Timestamp(s)
+    st._dates = None if d['dates'] is None else [ts(s) for s in d['dates']]
+    st.last_date, st.accepted, st.rejected = ts(d['last_date']), d['accepted'], d['rejected']
+    return st
 
 # %% ../nbs/07_inference.ipynb #c5dd8ad0
 class StreamStates:
