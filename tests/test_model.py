@@ -50,7 +50,7 @@ def test_checkpoint_round_trip_weights_only(tmp_path):
     path = tmp_path / 'model.pt'
     torch.save({'config': asdict(c), 'state_dict': m.state_dict()}, path)
     ck = torch.load(path, weights_only=True)
-    assert all(isinstance(v, (int, float, bool)) for v in ck['config'].values())
+    assert all(isinstance(v, (int, float, bool, str)) for v in ck["config"].values())
     back = TradingModel(ModelConfig(**ck['config'])).eval()
     back.load_state_dict(ck['state_dict'])
     x, ind = inputs(c)
@@ -192,3 +192,47 @@ def test_batch_of_one_trains():
     x, ind = inputs(c, batch=1)
     m(x, ind).sum().backward()
     assert all(p.grad is not None for p in m.parameters())
+
+
+@pytest.mark.parametrize('kw, msg', [
+    (dict(kind='LSTM'), "ModelConfig.kind must be one of 'hybrid', 'lstm', 'gru', 'alstm', 'transformer', 'tcn', 'lightgbm', 'linear'; got 'LSTM'"),
+    (dict(kind=None), "ModelConfig.kind must be one of"),
+    (dict(kind='alstm', rnn='GRU'), "rnn must be 'gru' or 'lstm'"),
+    (dict(num_leaves=1), 'num_leaves must be at least 2'),
+    (dict(num_leaves=2.5), 'num_leaves must be a positive int'),
+    (dict(kind='transformer', hidden_size=16, n_heads=3), 'must be divisible by n_heads'),
+])
+def test_bad_zoo_config(kw, msg):
+    with pytest.raises(ValueError, match=msg.replace('[', r'\[').replace(')', r'\)').replace('(', r'\(')):
+        small(**kw)
+
+
+@pytest.mark.parametrize('kind', ['lstm', 'gru', 'alstm', 'transformer', 'tcn'])
+def test_zoo_input_matrix(kind):
+    "Every network refuses what the hybrid refuses, with the same messages"
+    from trading_nb.model import build_model
+    c = small(kind=kind)
+    m = build_model(c)
+    x, ind = inputs(c)
+    for bad, msg in ((lambda: m(x.tolist(), ind), 'sequence must be a torch.Tensor'), (lambda: m(x.long(), ind), 'sequence must be a float tensor'),
+                     (lambda: m(x[:, :-1], ind), 'sequence must be (batch, lookback=24'), (lambda: m(x, ind[:, :-1]), 'indicators must be (batch, n_indicators=3)'),
+                     (lambda: m(x[:2], ind), 'different batch sizes'), (lambda: m(x[:0], ind[:0]), 'empty batch')):
+        with pytest.raises((ValueError, TypeError), match=msg.replace('(', r'\(').replace(')', r'\)')): bad()
+
+
+@pytest.mark.parametrize('kind', ['hybrid', 'lstm', 'gru', 'alstm', 'transformer', 'tcn'])
+def test_zoo_bf16_autocast(kind):
+    "Every network runs forward and backward under CPU bf16 autocast, close to fp32"
+    from trading_nb.model import build_model
+    torch.manual_seed(0)
+    c = small(kind=kind, dropout=0.0)
+    m = build_model(c).eval()
+    x, ind = inputs(c)
+    with torch.no_grad():
+        full = m(x, ind)
+        with torch.autocast('cpu', dtype=torch.bfloat16): low = m(x, ind).float()
+    assert (low - full).abs().max() < 0.1
+    m.train()
+    with torch.autocast('cpu', dtype=torch.bfloat16): loss = nn.functional.cross_entropy(m(x, ind).float(), torch.zeros(len(x), dtype=torch.long))
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
