@@ -5,14 +5,14 @@
 # %% ../nbs/03_dataset.ipynb #d7238a0c
 from __future__ import annotations
 from collections.abc import Iterator, Sequence
-import math
+import math, warnings
 import numpy as np
 import pandas as pd
 import torch
 from fastcore.basics import patch
 from .data import DataError, OHLCV_COLS, validate_ohlcv
 from .features import DEFAULT_INDICATORS, feature_columns, make_features, normalize_features, warmup_bars
-from .panel import panel_features
+from .panel import _too_short, check_cross_section, cross_section_normalize, panel_features
 
 # %% auto #0
 __all__ = ['TASKS', 'TARGETS', 'SAMPLERS', 'direction_classes', 'class_names', 'is_ohlcv', 'prepare_features', 'TradingDataset',
@@ -36,6 +36,29 @@ def class_names(flat_band: float = 0.0) -> tuple:
     "Names of the direction classes, in class order"
     return ('down', 'up') if flat_band == 0 else ('down', 'flat', 'up')
 
+# %% ../nbs/03_dataset.ipynb #5031735d
+def _cross_sectioned(feats: pd.DataFrame, closes: pd.Series, method: str, min_rows: int) -> tuple[pd.DataFrame, pd.Series]:
+    "Features of every symbol past its warm-up normalised per date across the symbols listed then; afterwards, symbols with fewer than `min_rows` rows left out and listed"
+    feats = cross_section_normalize(feats, method)   # before the cut: a symbol too short for a window still counts on the dates it is listed
+    rows = feats.groupby(level='symbol', sort=False).size()
+    warm = feats.attrs['warmup']
+    short = [_too_short(str(s), int(n) + warm, warm, min_rows) for s, n in rows[rows < min_rows].items()]
+    for k in short: warnings.warn(f"symbol {k['symbol']!r} left out: {k['reason']}")
+    if len(short) == len(rows): raise DataError(f"no symbol has enough bars: each needs at least {warm + min_rows} ({warm} warm-up + {min_rows}); "
+                                                f"the longest has {int(rows.max()) + warm}")
+    keep = ~feats.index.get_level_values('symbol').isin([k['symbol'] for k in short])
+    attrs = {**feats.attrs, 'skipped': list(feats.attrs.get('skipped', [])) + short}
+    feats, closes = feats[keep], closes[keep]
+    feats.attrs = attrs
+    return feats, closes
+
+def _given_cross_section(feats: pd.DataFrame, method: str) -> pd.DataFrame:
+    "A feature frame as asked: kept when `attrs` says it was normalised so already (a split's part), normalised when raw"
+    done = feats.attrs.get('cross_section', 'none')
+    if done == method: return feats
+    if done != 'none': raise DataError(f"the feature frame was normalised with cross_section={done!r}, not {method!r}; start from the raw features")
+    return cross_section_normalize(feats, method)
+
 # %% ../nbs/03_dataset.ipynb #9defce55
 def _check_window(lookback, horizon):
     "Refuse a `lookback` or `horizon` that is not a positive integer"
@@ -58,22 +81,25 @@ def prepare_features(
     min_rows: int = 1,               # fewest feature rows needed (after the warm-up cut); for a panel, per symbol
     n_jobs: int = 1,                 # panels: worker processes for the features (see `panel_features`)
     cache_dir=None,                  # panels: folder of cached features (None: no cache)
+    cross_section: str = 'none',     # panels: each date's features normalised across the symbols listed that date ('zscore', 'rank')
 ) -> tuple[pd.DataFrame, pd.Series]:
     "Feature frame (the columns of `feature_columns`, in order) and the close of each of its rows; a panel's indexed by (symbol, date)"
     spec = DEFAULT_INDICATORS if indicators is None else indicators
+    check_cross_section(cross_section)
     cols = feature_columns(spec)
     names = list(cols['price']) + list(cols['technical'])
     if not isinstance(data, pd.DataFrame): raise DataError(f"expected a DataFrame of bars or features, got {type(data).__name__}")
     if is_ohlcv(data) and _is_panel_index(data.index):
         if close is not None: raise ValueError("`close` is only for a feature frame; bars carry their own closes")
-        feats, closes = panel_features(data, spec, min_rows=min_rows, n_jobs=n_jobs, cache_dir=cache_dir)
+        if cross_section == 'none': feats, closes = panel_features(data, spec, min_rows=min_rows, n_jobs=n_jobs, cache_dir=cache_dir)
+        else: feats, closes = _cross_sectioned(*panel_features(data, spec, n_jobs=n_jobs, cache_dir=cache_dir), cross_section, min_rows)
     elif is_ohlcv(data):
         if close is not None: raise ValueError("`close` is only for a feature frame; bars carry their own closes")
         warm = warmup_bars(spec)
         if len(data) < warm + min_rows:
             raise DataError(f"{len(data)} bars, but at least {warm + min_rows} are needed ({warm} warm-up bars for the indicators + {min_rows})")
         validate_ohlcv(data)
-        feats = make_features(data, spec)
+        feats = cross_section_normalize(make_features(data, spec), cross_section)   # refuses a series unless 'none'
         closes = data['close'].reindex(feats.index)
     else:
         missing = [c for c in names if c not in data.columns]
@@ -83,7 +109,7 @@ def prepare_features(
             close = data['close']
         if not isinstance(close, pd.Series) or not close.index.equals(data.index):
             raise DataError("`close` must be a Series indexed like the feature frame")
-        feats, closes = data, close.astype('float64')
+        feats, closes = _given_cross_section(data, cross_section), close.astype('float64')
         bad = ~np.isfinite(closes.to_numpy()) | (closes.to_numpy() <= 0)
         if bad.any(): raise DataError(f"close has a missing or non-positive value at {closes.index[np.flatnonzero(bad)[0]]}")
     attrs = dict(feats.attrs)
@@ -143,6 +169,7 @@ class TradingDataset(torch.utils.data.Dataset):
         target: str = 'raw',              # 'raw' (the move itself) or 'excess' (the move minus that date's cross-sectional mean; panels)
         n_jobs: int = 1,                  # panels: worker processes for the features
         cache_dir=None,                   # panels: folder of cached features
+        cross_section: str = 'none',      # panels: each date's features normalised across its listed symbols ('zscore', 'rank'; see `cross_section_normalize`)
     ):
         _check_window(lookback, horizon)
         _check_target(task, target, flat_band)
@@ -151,7 +178,9 @@ class TradingDataset(torch.utils.data.Dataset):
         cols = feature_columns(self.indicators)
         self.indicator_names = list(cols['technical'])
         self.feature_names = list(cols['price']) + self.indicator_names
-        feats, closes = prepare_features(data, self.indicators, close, min_rows=lookback + horizon, n_jobs=n_jobs, cache_dir=cache_dir)
+        feats, closes = prepare_features(data, self.indicators, close, min_rows=lookback + horizon, n_jobs=n_jobs, cache_dir=cache_dir,
+                                         cross_section=cross_section)
+        self.cross_section = cross_section
         normed, self.scaler = normalize_features(feats, scaler)
         self.features = feats   # raw (not normalized) features, for baselines and plots
         X = torch.from_numpy(np.ascontiguousarray(normed[self.feature_names].to_numpy(np.float32)))
@@ -330,6 +359,7 @@ def chronological_split(
     scaler: dict | None = None,      # a fixed scaler for all parts; None fits one on the training part
     n_jobs: int = 1,                 # panels: worker processes for the features
     cache_dir=None,                  # panels: folder of cached features
+    cross_section: str = 'none',     # panels: each date's features normalised across its listed symbols ('zscore', 'rank'), before the split
     min_symbols: int | None = None,  # panels: cut the span where at least this many symbols are listed (default: 80% of the most ever listed at once)
     **dataset_kwargs,                # more `TradingDataset` arguments (task, flat_band, target)
 ) -> tuple:
@@ -337,9 +367,10 @@ def chronological_split(
     _check_window(lookback, horizon)
     _check_fractions(val_frac, test_frac, gap)
     spec = list(DEFAULT_INDICATORS if indicators is None else indicators)
-    feats, closes = prepare_features(data, spec, close, min_rows=lookback + horizon, n_jobs=n_jobs, cache_dir=cache_dir)
+    feats, closes = prepare_features(data, spec, close, min_rows=lookback + horizon, n_jobs=n_jobs, cache_dir=cache_dir,
+                                     cross_section=cross_section)
     dpos, n, span = _date_positions(feats, min_symbols)   # a panel is cut on its calendar: the same cut dates for every symbol
-    kw = dict(indicators=spec, **dataset_kwargs)
+    kw = dict(indicators=spec, cross_section=cross_section, **dataset_kwargs)
     parts = []
     for cut in _cuts(n, val_frac, test_frac, gap):   # the training part first: its scaler serves the others
         parts.append(None if cut is None else _part(feats, closes, dpos, cut[1], cut[2], lookback, horizon, cut[0],
@@ -363,6 +394,7 @@ def walk_forward(
     close: pd.Series | None = None,  # closes of a feature frame without a `close` column
     n_jobs: int = 1,                 # panels: worker processes for the features
     cache_dir=None,                  # panels: folder of cached features
+    cross_section: str = 'none',     # panels: each date's features normalised across its listed symbols ('zscore', 'rank'), before the split
     min_symbols: int | None = None,  # panels: fold the span where at least this many symbols are listed (default: 80% of the most ever listed at once)
     **dataset_kwargs,                # more `TradingDataset` arguments (task, flat_band, target, scaler)
 ) -> Iterator[tuple[TradingDataset, TradingDataset]]:
@@ -371,7 +403,8 @@ def walk_forward(
     if n_folds < 1: raise ValueError(f"n_folds must be >= 1, got {n_folds}")
     if gap < 0: raise ValueError(f"gap must be >= 0, got {gap}")
     spec = list(DEFAULT_INDICATORS if indicators is None else indicators)
-    feats, closes = prepare_features(data, spec, close, min_rows=lookback + horizon, n_jobs=n_jobs, cache_dir=cache_dir)
+    feats, closes = prepare_features(data, spec, close, min_rows=lookback + horizon, n_jobs=n_jobs, cache_dir=cache_dir,
+                                     cross_section=cross_section)
     dpos, n, span = _date_positions(feats, min_symbols)
     test_size = n // (n_folds + 1) if test_size is None else test_size
     first = n - n_folds * test_size - gap                  # rows of the first fold's training block
@@ -380,7 +413,7 @@ def walk_forward(
     if test_size < need or min(first, train_size) < need:
         raise DataError(f"{n} rows make folds too short: test blocks of {test_size} and training blocks of {min(first, train_size)} rows, "
                         f"each needs at least lookback + horizon = {need}; use fewer folds or more data")
-    kw = dict(indicators=spec, **dataset_kwargs)
+    kw = dict(indicators=spec, cross_section=cross_section, **dataset_kwargs)
     def folds():
         for k in range(n_folds):
             t0 = first + gap + k * test_size

@@ -126,11 +126,12 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     order = np.argsort(x, axis=0, kind='stable')
     s = np.take_along_axis(x, order, axis=0)
     new = np.abs(np.diff(s, axis=0)) > CS_TOL * np.maximum(1.0, np.maximum(np.abs(s[1:]), np.abs(s[:-1])))
-    for c in range(x.shape[1]):
-        g = np.r_[0, np.cumsum(new[:, c])]                    # tie group of each sorted value
-        first = np.flatnonzero(np.r_[True, new[:, c]])        # where each group starts
-        last = np.r_[first[1:], n] - 1
-        out[order[:, c], c] = ((first + last) / 2 + 1)[g]
+    at = np.broadcast_to(np.arange(n)[:, None], x.shape)
+    starts = np.vstack([np.ones((1, x.shape[1]), bool), new])    # a sorted value that starts a tie group
+    ends = np.vstack([new, np.ones((1, x.shape[1]), bool)])      # ... or ends one
+    first = np.maximum.accumulate(np.where(starts, at, 0), axis=0)
+    last = np.minimum.accumulate(np.where(ends, at, n)[::-1], axis=0)[::-1]
+    np.put_along_axis(out, order, (first + last) / 2 + 1, axis=0)
     return out
 
 def cross_section_rows(
