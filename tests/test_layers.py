@@ -17,7 +17,7 @@ LAYERS = [
     ['pipeline'],                                         # one run: an Experiment in, a run folder out
     ['report', 'importance'],                             # the run's HTML report and terminal summary; permutation importance
     ['inference'],                                        # export, safe loading, batch and streaming inference
-    ['train'],                                            # the training loop
+    ['train', 'tabular'],                                 # the training loop; the tabular models' fitting (LightGBM, linear)
     ['distributed'],                                      # torchrun, DDP, devices
     ['store'],                                            # the on-disk feature store
     ['dataset'],                                          # windows and chronological splits
