@@ -18,7 +18,7 @@ from torch import nn
 from fastcore.basics import patch
 from .data import DataError, OHLCV_COLS, SYMBOL_NAMES, bar_spacing, is_panel, load_ohlcv, load_panel
 from .dataset import _Windows, _segments, _window_ends
-from .panel import panel_features
+from .panel import CROSS_SECTIONS, cross_section_normalize, cross_section_rows, panel_features
 from .features import feature_columns, make_features, normalize_features, warmup_bars
 from .incremental import IncrementalFeatures
 from .model import ModelConfig, TradingModel, _check_inputs
@@ -111,6 +111,7 @@ def _manifest(model: nn.Module, dataset, provenance: dict) -> dict:
                        indicator_names=dataset.indicator_names, lookback=dataset.lookback, horizon=dataset.horizon,
                        task=dataset.task, flat_band=dataset.flat_band, class_names=dataset.class_names,
                        target=getattr(dataset, 'target_kind', 'raw'),
+                       cross_section=getattr(dataset, 'cross_section', 'none'),   # panels: each date normalised across its symbols
                        symbols=dataset.window_symbols,
                        warmup=warmup_bars(dataset.indicators), provenance=provenance), 'manifest')
 
@@ -158,6 +159,7 @@ class InferenceModel:
         self.task, self.flat_band, self.class_names = manifest['task'], float(manifest['flat_band']), list(manifest['class_names'])
         self.feature_names, self.indicator_names = list(manifest['feature_names']), list(manifest['indicator_names'])
         self.warmup = warmup_bars(self.indicators)
+        self.cross_section = manifest.get('cross_section', 'none')   # files from before the setting: none
         self.history_bars = self.warmup + self.lookback   # bars before the first prediction (and all that one depends on)
         self.columns = [f'p_{c}' for c in self.class_names] if self.task == 'classification' else ['pred_return']
         self.bar_spacing = pd.Timedelta(seconds=manifest['provenance']['bar_spacing_s'])
@@ -208,6 +210,8 @@ def _build(path: Path, ck: dict, device: torch.device) -> TradingModel:
     except ValueError as e: raise ModelFileError(f"{path}: the feature set is not usable here ({e})") from None
     if names['price'] + names['technical'] != m['feature_names'] or m['scaler']['columns'] != m['feature_names']:
         raise ModelFileError(f"{path}: the feature names, the scaler and the indicator set disagree")
+    if m.get('cross_section', 'none') not in CROSS_SECTIONS:
+        raise ModelFileError(f"{path}: the manifest's cross_section {m['cross_section']!r} is not one of {CROSS_SECTIONS}")
     model = TradingModel(cfg)
     try: model.load_state_dict(ck['state_dict'], strict=True)
     except RuntimeError as e:
@@ -320,8 +324,9 @@ def _windows(im: InferenceModel, df: pd.DataFrame) -> tuple[torch.Tensor, torch.
 
 def _panel_windows(im: InferenceModel, panel: pd.DataFrame, n_jobs: int = 1) -> tuple:
     "A panel's windows (gathered lazily, per batch), the indicators at each last bar, and each (symbol, date)"
-    feats, _ = panel_features(panel, im.indicators, min_rows=im.lookback, n_jobs=n_jobs)
-    normed, _ = normalize_features(feats[im.feature_names], im.scaler)
+    cs = im.cross_section   # with one: every symbol past its warm-up counts on its dates, as in training and the stream
+    feats, _ = panel_features(panel, im.indicators, min_rows=im.lookback if cs == 'none' else 1, n_jobs=n_jobs)
+    normed, _ = normalize_features(cross_section_normalize(feats[im.feature_names], cs), im.scaler)
     X = torch.from_numpy(np.ascontiguousarray(normed.to_numpy(np.float32)))
     L = im.lookback
     _, starts, ends = _segments(feats.index)
@@ -343,6 +348,7 @@ def predict(
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
         return _forward(model, data[0].float(), data[1].float(), batch_size)
     if is_panel(data): return _predict_panel(model, data, threshold, on_mismatch, batch_size)
+    if model.cross_section != 'none': raise DataError(_no_cross_section(model, 'a single series'))
     df = check_data(model, load_ohlcv(data), on_mismatch)
     seq, ind, dates = _windows(model, df)
     return _frame(model, _forward(model, seq, ind, batch_size), dates, threshold)
@@ -426,6 +432,9 @@ def predict_store(
     if isinstance(data, StoreDataset): return _predict_store_dataset(model, data, out_csv, int(chunk_windows), threshold, batch_size)
     if not isinstance(model, InferenceModel):
         raise TypeError(f"a store is predicted with an InferenceModel (from `setup_inference`), which brings its scaler; got {type(model).__name__}")
+    if model.cross_section != 'none':
+        raise DataError(f"the model normalises features across symbols (cross_section={model.cross_section!r}), which a feature store does not "
+                        "support; predict the panel's bars in memory (`predict(model, panel)`)")
     st = data if isinstance(data, Store) else Store(data)
     _check_store(model, st)
     L, mean, scale = model.lookback, np.asarray(model.scaler['mean'], np.float64), np.asarray(model.scaler['scale'], np.float64)
@@ -626,16 +635,23 @@ def _accept(self: StreamState, date: pd.Timestamp, vals: tuple) -> tuple[str, st
         self.n_rows = 0
         return 'rejected', (f"feature {im.feature_names[i]!r} is {row[i]} at this bar; the bar is kept (later features depend on it) "
                             f"and the window starts again: predictions resume after {im.lookback} bars")
-    L, p = im.lookback, self._pos
-    self._buf[p] = self._buf[p + L] = (row - self.mean) / self.scale
+    if im.cross_section != 'none': return 'listed', None   # the tick's rows are normalised across its symbols first (`_serve_cs`)
+    return self._push((row - self.mean) / self.scale), None
+
+@patch
+def _push(self: StreamState, x: np.ndarray) -> str:
+    "Append a normalized feature row to the window: 'ok' once it holds `lookback` rows, else 'warmup'"
+    L, p = self.model.lookback, self._pos
+    self._buf[p] = self._buf[p + L] = x
     self._pos, self.n_rows = (p + 1) % L, min(self.n_rows + 1, L)
-    return ('ok' if self.n_rows == L else 'warmup'), None
+    return 'ok' if self.n_rows == L else 'warmup'
 
 @patch
 def warm(self: StreamState,
          history: pd.DataFrame,   # OHLCV bars (see `load_ohlcv`), oldest first, after the bars already taken
         ) -> StreamState:
     "Run `history` through the state (features, window, bar-spacing check) without predicting; returns the state"
+    if self.model.cross_section != 'none': raise DataError(_no_cross_section(self.model, 'a StreamState serves one series, which'))
     df = load_ohlcv(history)
     if self.last_date is not None and len(df):
         try: _check_order(self, df.index[0])
@@ -657,6 +673,7 @@ def _step(state: StreamState, ts, row: dict) -> tuple[dict, np.ndarray | None]:
 
 def _serve(owner, bars: list) -> list[dict]:
     "Answers to the bars of one tick, in order: each bar through its series' state, then ONE forward pass for all the windows ready"
+    if owner.model.cross_section != 'none': return _serve_cs(owner, bars)
     im, answers, ready = owner.model, [], []
     for bar in bars:
         symbol = None
@@ -673,14 +690,18 @@ def _serve(owner, bars: list) -> list[dict]:
             if owner is not state: owner.rejected += 1
         if window is not None: ready.append((len(answers), state, window))
         answers.append(answer)
-    if ready:
-        seq = ready[0][2][None] if len(ready) == 1 else np.stack([w for _, _, w in ready])
-        out = _forward(im, torch.from_numpy(seq), torch.from_numpy(seq[:, -1, ready[0][1].n_price:])).tolist()
-        for (i, state, _), v in zip(ready, out):
-            key = v[-1] if im.task == 'classification' else v[0]
-            answers[i].update(zip(im.columns, v))
-            answers[i]['signal'] = int(key > (state.threshold if im.task == 'classification' else 0.0))
+    _fill(im, answers, ready)
     return answers
+
+def _fill(im: InferenceModel, answers: list[dict], ready: list):
+    "ONE forward pass for the `(answer index, state, window)` of every ready window; the values and signals go into the answers"
+    if not ready: return
+    seq = ready[0][2][None] if len(ready) == 1 else np.stack([w for _, _, w in ready])
+    out = _forward(im, torch.from_numpy(seq), torch.from_numpy(seq[:, -1, ready[0][1].n_price:])).tolist()
+    for (i, state, _), v in zip(ready, out):
+        key = v[-1] if im.task == 'classification' else v[0]
+        answers[i].update(zip(im.columns, v))
+        answers[i]['signal'] = int(key > (state.threshold if im.task == 'classification' else 0.0))
 
 @patch
 def _state_for(self: StreamState, symbol: str | None) -> StreamState:
@@ -790,11 +811,17 @@ class StreamStates:
         self.states: dict = {}                 # symbol (`None` for a series without one) -> StreamState
         self.rejected = 0                      # rejected bars, all symbols (each state counts its own too)
         self._names = [None, None]             # the last row index seen and its lower-cased names (see `_fields_of`)
+        self.closed = None                     # a cross-sectional model: the last date normalised across its symbols (no later tick joins it)
         if history is None: return
-        if is_panel(history):
+        if is_panel(history) and model.cross_section != 'none':   # the history's dates normalised as the stream's ticks will be
+            hist = load_panel(history)
+            if self.symbols is not None: hist = hist[hist.index.get_level_values('symbol').isin(sorted(self.symbols))]
+            for tick in _ticks(hist): _serve_cs(self, tick, forward=False)
+        elif is_panel(history):
             for sym, g in load_panel(history).groupby(level='symbol', sort=True):
                 if self.symbols is None or str(sym) in self.symbols:
                     self.states[str(sym)] = StreamState(model, threshold, on_mismatch, history=g.droplevel('symbol'), symbol=str(sym))
+        elif model.cross_section != 'none': raise DataError(_no_cross_section(model, 'a single series'))
         else: self.states[None] = StreamState(model, threshold, on_mismatch, history=history)
 
     @property
@@ -826,6 +853,56 @@ def update(self: StreamStates,
           ) -> list[dict]:
     "Take one tick; one answer per bar, in order, after one forward pass for every symbol whose window is ready"
     return _serve(self, tick if isinstance(tick, list) else [tick])
+
+# %% ../nbs/07_inference.ipynb #3325ebe5
+def _no_cross_section(im: InferenceModel, what: str) -> str:
+    "Why a single series cannot be served by a model normalised across symbols"
+    return (f"the model normalises each date's features across the symbols listed that date (cross_section={im.cross_section!r}), "
+            f"but {what} has no cross-section; predict a panel, stream ticks of several symbols through StreamStates "
+            f"(process_realtime's default), or train with cross_section='none'")
+
+def _cs_check(owner, state: StreamState, t: pd.Timestamp, date):
+    "`ValueError` for a bar out of order, or whose date's cross-section is closed, or that is not of the tick's date"
+    im = owner.model
+    _check_order(state, t)
+    if owner.closed is not None and t <= owner.closed:
+        raise ValueError(f"the cross-section of {t} is closed: a tick up to {owner.closed} was normalised across its symbols already "
+                         f"(cross_section={im.cross_section!r}); send each date's bars in one tick")
+    if date is not None and t != date:
+        raise ValueError(f"a tick holds one date's bars (cross_section={im.cross_section!r}): this bar is for {t}, the tick's for {date}")
+
+def _serve_cs(owner, bars: list, forward: bool = True) -> list[dict]:
+    "One date's bars for a model normalised across symbols: features per bar, the tick's listed rows normalised together, one forward pass"
+    im = owner.model
+    if not isinstance(owner, StreamStates): raise ValueError(_no_cross_section(im, 'a StreamState serves one series, which'))
+    answers, listed, date = [], [], None
+    for bar in bars:
+        symbol, state, t = None, None, None
+        try:
+            symbol, ts, row = _split_bar(bar, owner._names)
+            if symbol is None: raise ValueError(f"missing field 'symbol': a model normalised across symbols (cross_section={im.cross_section!r}) needs it")
+            state = owner._state_for(symbol)
+            t, vals = _fields(ts, row)
+            _cs_check(owner, state, t, date)
+        except ValueError as e:
+            owner.rejected += 1
+            if state is not None: state.rejected += 1
+            answers.append(_answer(im, symbol, t, 'rejected', needed=state.bars_needed if state else 0, reason=str(e)))
+            continue
+        date = t
+        status, reason = state._accept(t, vals)
+        if status == 'listed': listed.append((len(answers), state))
+        answers.append(_answer(im, symbol, t, status, needed=state.bars_needed, reason=reason))
+    if date is not None: owner.closed = date
+    ready = []
+    listed.sort(key=lambda x: x[1].symbol)   # symbol order, as a date's rows in the batch frame
+    if listed: rows = cross_section_rows(np.stack([s.row for _, s in listed]), im.cross_section)
+    for (i, state), r in zip(listed, rows if listed else []):
+        status = state._push((r - state.mean) / state.scale)
+        answers[i].update(status=status, bars_needed=state.bars_needed)
+        if status == 'ok' and forward: ready.append((i, state, state.window.copy()))
+    _fill(im, answers, ready)
+    return answers
 
 # %% ../nbs/07_inference.ipynb #3dd72197
 async def _bars(stream) -> AsyncIterator:
