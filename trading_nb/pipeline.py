@@ -34,6 +34,7 @@ class FeatureSpec:
     "The model's inputs: the window length and the technical indicator set"
     lookback: int = 100                    # bars per window
     indicators: list[dict] | None = None   # indicator set, e.g. [{kind = "rsi", length = 14}] (default: `DEFAULT_INDICATORS`)
+    cross_section: str = 'none'            # panels: each date's features normalised across the symbols listed that date: 'none', 'zscore' or 'rank'
 
 @dataclass
 class SplitSpec:
@@ -314,7 +315,8 @@ def memory_parts(
     panel_kw = dict(n_jobs=d.n_jobs, cache_dir=cache_dir, min_symbols=d.min_symbols) if panel else {}
     with local_main_first():   # under torchrun: local rank 0 computes (and caches) the features, then its machine's other ranks
         train, val, test = chronological_split(df, lookback=f.lookback, horizon=exp.target.horizon, target=tgt, indicators=f.indicators,
-                                               val_frac=s.val_frac, test_frac=s.test_frac, gap=s.gap, **panel_kw)
+                                               val_frac=s.val_frac, test_frac=s.test_frac, gap=s.gap,
+                                               cross_section=f.cross_section, **panel_kw)
     dates = df.index.get_level_values('date') if panel else df.index
     return train, val, test, dict(
         source=path.name if path else 'frame', sha256=_file_sha256(path) if path else None, rows=len(df), start=str(dates.min()),
@@ -333,6 +335,10 @@ def store_parts(
     if f.indicators is not None and [dict(i) for i in f.indicators] != st.indicators:
         raise ValueError(f"features.indicators differ from the indicator set the store {Path(source).name} was built with; "
                          "leave them unset to use the store's, or build a store with them (trading-nb features)")
+    if f.cross_section != 'none':
+        raise ValueError(f"features.cross_section={f.cross_section!r} (--cross-section) is not supported with a feature store: it needs every "
+                         "symbol's row of a date together, and a store holds each symbol's rows in one block; train from the panel's bars "
+                         "in memory (data.source = the panel file) or use cross_section='none'")
     if exp.target.kind == 'raw' or d.on_invalid != 'error' and False: pass
     tgt = 'excess' if exp.target.kind == 'auto' else exp.target.kind
     train, val, test = store_split(st, lookback=f.lookback, horizon=exp.target.horizon, target=tgt, val_frac=s.val_frac,
