@@ -276,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument('--min-symbols', type=int, default=None, help='panels: split the span where at least this many symbols are listed '
                                                                  '(default: 80%% of the most ever listed at once)')
     t.add_argument('--symbols', default=None, help='panels: comma-separated symbols to keep (default: all)')
+    t.add_argument('--cross-section', choices=['none', 'zscore', 'rank'], default=None,
+                   help="panels: each date's features standardised (zscore) or ranked (rank, in [-0.5, 0.5]) across the symbols "
+                        "listed that date, that date only; none (the default): as computed")
     t.add_argument('--top-k', type=int, default=None, help="panels: names per portfolio leg (default: 20%% of each date's names)")
     t.add_argument('--steps-per-epoch', type=int, default=None, help='validate, checkpoint and early-stop every N optimizer steps instead of every pass '
                                                                       'over the windows (for big data, e.g. a feature store of 1e8 windows)')

@@ -27,7 +27,7 @@ class ExperimentError(ValueError):
     "An experiment file, flag or `--set` that names an unknown key or gives a value the key does not allow"
 
 CHOICES = {'data.on_invalid': ('error', 'drop'), 'evaluation.execution': ('next_open', 'next_close', 'close'),
-           'evaluation.costs': ('auto', 'spread', 'bps'), 'evaluation.aggregate': ('bar', 'day'), 'evaluation.spread_method': ('abdi_ranaldo', 'corwin_schultz'), 'target.kind': ('auto', 'raw', 'excess'),
+           'evaluation.costs': ('auto', 'spread', 'bps'), 'evaluation.aggregate': ('bar', 'day'), 'evaluation.spread_method': ('abdi_ranaldo', 'corwin_schultz'), 'target.kind': ('auto', 'raw', 'excess'), 'features.cross_section': ('none', 'zscore', 'rank'),
            'training.device': ('auto', 'cpu', 'cuda', 'mps'), 'training.sampler': ('auto', 'permutation', 'blocks'), 'training.dist_backend': ('auto', 'gloo', 'nccl'),
            'search.metric': ('auto', 'auc', 'accuracy', 'balanced_accuracy', 'mcc', 'log_loss', 'rank_ic')}
 
@@ -285,7 +285,7 @@ FLAGS = dict(data='data.source', out='out', epochs='training.epochs', lookback='
              patience='training.patience', cost_bps='evaluation.cost_bps', on_invalid='data.on_invalid', target='target.kind',
              jobs='data.n_jobs', cache_dir='data.cache_dir', min_symbols='data.min_symbols', symbols='data.symbols',
              top_k='evaluation.top_k', execution='evaluation.execution', costs='evaluation.costs',
-             min_traded_value='evaluation.min_traded_value', max_stale='evaluation.max_stale', participation='evaluation.participation', aggregate='evaluation.aggregate', threads='training.threads', sampler='training.sampler', steps_per_epoch='training.steps_per_epoch', dist_backend='training.dist_backend')
+             min_traded_value='evaluation.min_traded_value', max_stale='evaluation.max_stale', participation='evaluation.participation', aggregate='evaluation.aggregate', threads='training.threads', sampler='training.sampler', steps_per_epoch='training.steps_per_epoch', dist_backend='training.dist_backend', cross_section='features.cross_section')
 
 def experiment_from_args(
     a: argparse.Namespace,  # parsed arguments: `config`, `set` and any of the `FLAGS`
