@@ -467,7 +467,7 @@ def _load(exp: Experiment, data=None) -> tuple[pd.DataFrame, bool]:
 
 def _split_kwargs(exp: Experiment, panel: bool) -> dict:
     "What `chronological_split` and `walk_forward` share for `exp`"
-    kw = dict(lookback=exp.features.lookback, horizon=exp.target.horizon, indicators=exp.features.indicators,
+    kw = dict(lookback=exp.features.lookback, horizon=exp.target.horizon, indicators=exp.features.indicators, cross_section=exp.features.cross_section,
               target=('excess' if panel else 'raw') if exp.target.kind == 'auto' else exp.target.kind)
     return kw | (dict(n_jobs=exp.data.n_jobs, cache_dir=feature_cache_dir(exp), min_symbols=exp.data.min_symbols) if panel else {})
 
