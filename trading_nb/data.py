@@ -4,15 +4,17 @@
 
 # %% ../nbs/00_data.ipynb #ed7c3915
 from __future__ import annotations
-import importlib.util, math, re, warnings
+import csv, gzip, importlib.util, itertools, math, re, warnings
+from collections import deque
 from pathlib import Path
 import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['PRICE_COLS', 'OHLCV_COLS', 'SAMPLES', 'PANEL_SAMPLES', 'SYMBOL_NAMES', 'PANEL_FILES', 'ON_INVALID', 'DataError',
-           'validate_ohlcv', 'load_ohlcv', 'sample_path', 'load_sample', 'bar_spacing', 'summarize_ohlcv',
-           'make_synthetic', 'is_panel', 'validate_panel', 'load_panel', 'summarize_panel', 'make_synthetic_panel']
+__all__ = ['PRICE_COLS', 'OHLCV_COLS', 'ON_INVALID', 'SPIKE_THRESHOLD', 'SPIKE_FLOOR', 'SPLIT_RATIOS', 'SAMPLES', 'PANEL_SAMPLES',
+           'SYMBOL_NAMES', 'PANEL_FILES', 'DataError', 'validate_ohlcv', 'suspect_bars', 'SpikeGuard', 'load_ohlcv',
+           'sample_path', 'load_sample', 'bar_spacing', 'summarize_ohlcv', 'make_synthetic', 'is_panel',
+           'validate_panel', 'load_panel', 'summarize_panel', 'make_synthetic_panel']
 
 # %% ../nbs/00_data.ipynb #8569b8bc
 class DataError(ValueError):
@@ -75,8 +77,199 @@ def validate_ohlcv(
         _fail("timestamps are not sorted: this bar comes after a later one", np.r_[False, np.diff(df.index.asi8) < 0], df)
     return df
 
+# %% ../nbs/00_data.ipynb #9250ee1f
+ON_INVALID = ('error', 'drop')
+SPIKE_THRESHOLD = 12.0     # robust sigmas both legs of a one-bar spike must pass (math.inf: no spike or split checks)
+SPIKE_FLOOR = 0.10         # ... and both legs move at least 10% (a log move of log(1.1))
+SPLIT_RATIOS = (2, 3, 1.5, 4, 5, 7, 8, 10, 15, 20, 25, 50)   # splits (the price falls R times) and, inverted, reverse splits
+_WINDOW = 63               # past returns in the robust scale (a quarter of daily bars)
+
+def _robust_sigma(r: np.ndarray) -> np.ndarray:
+    "Robust scale of returns before each bar: 1.4826 x the median |return| of the previous `_WINDOW` (the first bars take the first value there is)"
+    s = pd.Series(np.abs(r)).rolling(_WINDOW, min_periods=10).median().shift(1) * 1.4826
+    return s.bfill().fillna(0.0).to_numpy()
+
+def _pct(x: float) -> str: return f"{math.expm1(x) * 100:+,.1f}%"   # a log move as a percentage
+def _num(v: float) -> str: return f"{v:,.2f}" if abs(v) >= 100 else f"{v:.6g}"      # a price, for a message
+def _when(ts) -> str: return str(ts.date()) if ts == ts.normalize() else str(ts)   # a daily bar as its date
+
+def _spikes(df: pd.DataFrame, threshold: float = SPIKE_THRESHOLD) -> list[dict]:
+    "One-bar spikes: a price far above (or below) both neighbours, by `threshold` robust sigmas and 10%, that the next bar takes back"
+    found = {}
+    if not threshold < math.inf or len(df) < 3: return []
+    floor = math.log1p(SPIKE_FLOOR)
+    for col in ('close', 'open', 'high', 'low'):
+        v = df[col].to_numpy(dtype=float)
+        x = np.log(v)
+        r = np.r_[np.nan, np.diff(x)]
+        s = _robust_sigma(r)
+        a, b = r[1:-1], -r[2:]                         # bar t against bar t-1, and against bar t+1
+        leg = np.minimum(np.abs(a), np.abs(b))
+        hit = (np.sign(a) == np.sign(b)) & (leg > np.maximum(threshold * s[1:-1], floor)) & (np.abs(x[2:] - x[:-2]) < leg / 2)
+        for t in np.flatnonzero(hit) + 1:
+            if t in found: continue
+            sig = f"{leg[t - 1] / s[t]:,.0f} robust sigmas" if s[t] > 0 else "far"
+            found[t] = dict(pos=int(t), date=_when(df.index[t]), kind='spike', column=col, value=float(v[t]),
+                            what=f"column {col!r} has a one-bar spike", move=f"{col} {_num(v[t - 1])} -> {_num(v[t])} -> {_num(v[t + 1])} ({_pct(r[t])}, then {_pct(r[t + 1])})",
+                            why=f"{sig} from both neighbours (threshold {threshold:g}), taken back on the next bar")
+    return [found[t] for t in sorted(found)]
+
+def _ratio_name(R: float, sign: int) -> str:
+    "`4:1` for a split, `1:4` for a reverse split, `3:2` for 1.5"
+    a, b = (3, 2) if R == 1.5 else (R, 1)
+    return f"{a:g}:{b:g}" if sign < 0 else f"{b:g}:{a:g}"
+
+def _splits(df: pd.DataFrame) -> list[dict]:
+    "Probable unadjusted splits: the open gaps by a common split ratio, the new level holds, and the close, the range or the volume agree"
+    n = len(df)
+    if n < 3: return []
+    o, h, l, c, v = (df[k].to_numpy(dtype=float) for k in OHLCV_COLS)
+    lc = np.log(c)
+    r = np.r_[np.nan, np.diff(lc)]
+    s = _robust_sigma(r)
+    gap = np.r_[np.nan, np.log(o[1:] / c[:-1])]
+    rng = (h - l) / c
+    usual = pd.Series(rng).rolling(20, min_periods=5).median().shift(1).bfill().to_numpy()
+    lv = pd.Series(np.log1p(v))
+    before = lv.rolling(10, min_periods=3).median().shift(1).to_numpy()
+    after = lv[::-1].rolling(10, min_periods=3).median()[::-1].to_numpy()
+    tol = np.clip(2 * s, 0.01, 0.08)
+    found = {}
+    for R in SPLIT_RATIOS:
+        for sign in (-1, 1):   # -1: a split, the price falls R times; +1: a reverse split
+            target, tol_r = sign * math.log(R), np.minimum(tol, 0.1 * math.log(R))
+            for t in np.flatnonzero(np.abs(gap - target) < tol_r):
+                if t + 1 >= n or t in found or (np.abs(lc[t + 1:t + 6] - lc[t]) >= math.log(R) / 2).any(): continue   # the new level must hold
+                close_ok = abs(r[t] - target) < tol_r[t]
+                range_ok = rng[t] <= 2.5 * usual[t] + 1e-12
+                volume_ok = v[t] > 0 and np.isfinite(before[t]) and abs(after[t] - before[t] + target) < math.log(R) / 2
+                if int(close_ok) + int(range_ok) + int(volume_ok) < 2: continue   # (numpy booleans add as `or`)
+                told = [f"the close moved {_pct(r[t])}" if close_ok else '', f"the range was {rng[t] / usual[t]:.1f}x its usual" if range_ok and usual[t] > 0 else '',
+                        f"the volume went x{math.exp(after[t] - before[t]):.2f}" if volume_ok else '']
+                found[t] = dict(pos=int(t), date=_when(df.index[t]), kind='split', column='close', value=float(c[t]), ratio=R ** -sign, name=_ratio_name(R, sign),
+                                what=f"a probable unadjusted {_ratio_name(R, sign)} {'split' if sign < 0 else 'reverse split'}",
+                                move=f"close {_num(c[t - 1])} -> {_num(c[t])} ({_pct(r[t])})",
+                                why=f"the open gapped {_pct(gap[t])} and the new level held; " + ', '.join(x for x in told if x))
+    return [found[t] for t in sorted(found)]
+
+def suspect_bars(
+    df: pd.DataFrame,                         # a validated series (see `load_ohlcv`)
+    spike_threshold: float = SPIKE_THRESHOLD, # robust sigmas a spike's legs must pass (`math.inf`: no checks)
+) -> pd.DataFrame:
+    "Bars that look like data errors, not moves: one-bar spikes and probable unadjusted splits, with the move and the reason"
+    found = _spikes(df, spike_threshold)
+    if spike_threshold < math.inf: found += _splits(df)
+    rows = [dict(date=x['date'], kind=x['kind'], column=x['column'], value=x['value'], move=x['move'], reason=f"{x['what']}: {x['why']}")
+            for x in sorted(found, key=lambda x: x['pos'])]
+    return pd.DataFrame(rows, columns=['date', 'kind', 'column', 'value', 'move', 'reason'])
+
+# %% ../nbs/00_data.ipynb #29bfe08d
+def _adjust_splits(df: pd.DataFrame, splits: list[dict], symbol=None) -> tuple[pd.DataFrame, list[dict]]:
+    "Back-adjust the bars before each split: prices divided by the ratio, volume multiplied by it; one report per split"
+    df, done = df.copy(), []
+    prices = [c for c in PRICE_COLS if c in df.columns]
+    for x in splits:
+        before = np.arange(len(df)) < x['pos']
+        df.loc[before, prices] = df.loc[before, prices].to_numpy() / x['ratio']
+        df.loc[before, 'volume'] = df.loc[before, 'volume'].to_numpy() * x['ratio']
+        done.append(dict(symbol=symbol, date=str(x['date']), ratio=x['name'], bars=int(before.sum()),
+                         reason=f"{x['what']}: {x['move']}; the {int(before.sum()):,} bars before it adjusted (prices / {x['ratio']:g}, volume x {x['ratio']:g})"))
+    return df, done
+
+def _suspect_error(who: str, x: dict, n: int, fix: str) -> DataError:
+    "The error for the first suspect bar `x` of `n`: what, where, the move, why, and the fix"
+    where = f"bar {x['pos']} of the symbol" if who else f"row {x['pos']}"
+    return DataError(f"{who}{x['what']} at {x['date']} ({where}): {x['move']}; {x['why']}; {n} suspect bar{'s' * (n != 1)} in all. {fix}")
+
+def _screen(
+    df: pd.DataFrame,                         # a validated series (one symbol's bars)
+    symbol=None,                              # its symbol (a panel's), for messages and reports
+    on_invalid: str = 'error',                # 'error': raise at the first suspect bar; 'drop': drop spike bars (a panel: drop a symbol with a split)
+    adjust_splits: bool = False,              # back-adjust the bars before a probable split
+    spike_threshold: float = SPIKE_THRESHOLD, # robust sigmas a spike's legs must pass (`math.inf`: no checks)
+) -> tuple[pd.DataFrame | None, list[dict], list[dict]]:
+    "The series with spikes dropped and splits adjusted as asked (`None`: drop the symbol), what was dropped, what was adjusted; or `DataError`"
+    if not spike_threshold < math.inf: return df, [], []
+    who, dropped = (f"symbol {symbol!r}: " if symbol is not None else ''), []
+    off = f"if the moves are real, pass spike_threshold=inf (--spike-threshold inf) to turn the suspect-bar checks off"
+    spikes = _spikes(df, spike_threshold)
+    if spikes and on_invalid == 'error':
+        raise _suspect_error(who, spikes[0], len(spikes), f"To drop spike bars and report each one, pass on_invalid='drop' (on the command line: --on-invalid drop); "
+                             f"to keep them, raise spike_threshold (--spike-threshold, data.spike_threshold in the experiment file) or correct the file")
+    if spikes:
+        keep = np.ones(len(df), bool)
+        keep[[x['pos'] for x in spikes]] = False
+        dropped = [dict(symbol=symbol, date=str(x['date']), reason=f"{x['what']}: {x['move']}") for x in spikes]
+        df = df[keep]
+    splits = _splits(df)
+    if not splits: return df, dropped, []
+    if adjust_splits:
+        df, adjusted = _adjust_splits(df, splits, symbol)
+        return df, dropped, adjusted
+    if on_invalid == 'drop' and symbol is not None:
+        x = splits[0]
+        return None, dropped + [dict(symbol=symbol, date=None, reason=f"symbol dropped: {x['what']} at {x['date']}: {x['move']}; --adjust-splits keeps it")], []
+    raise _suspect_error(who, splits[0], len(splits), "To back-adjust the bars before it (prices / ratio, volume x ratio) and report each split, pass adjust_splits=True "
+                         "(on the command line: --adjust-splits; data.adjust_splits in the experiment file)"
+                         + (", or drop the symbol with on_invalid='drop'" if symbol is not None else '') + f"; {off}")
+
+# %% ../nbs/00_data.ipynb #5a591166
+class SpikeGuard:
+    "The stream's causal spike check: a close more than `threshold` robust sigmas (and 10%) from the last accepted one is held back, unless the bar before was held back at that level"
+    def __init__(self,
+                 threshold: float = SPIKE_THRESHOLD,  # robust sigmas (`math.inf`: no check)
+                 window: int = _WINDOW,              # past moves in the robust scale
+                ):
+        self.threshold, self.moves, self.close, self.held = threshold, deque(maxlen=window), None, None
+
+    def check(self, close: float) -> str | None:
+        "The reason to reject a bar with this close, or `None` to take it"
+        if self.close is None or len(self.moves) < 10 or not self.threshold < math.inf: return None
+        r, s = math.log(close / self.close), 1.4826 * float(np.median(self.moves))
+        limit = max(self.threshold * s, math.log1p(SPIKE_FLOOR))
+        held, self.held = self.held, None
+        if abs(r) <= limit or (held is not None and abs(math.log(close / held)) <= limit): return None   # a normal move, or a new level the next bar confirmed
+        self.held = close
+        return (f"close {_num(close)} is {_pct(r)} from the last accepted close {_num(self.close)}, {abs(r) / s if s else math.inf:,.0f} robust sigmas "
+                f"(threshold {self.threshold:g}): a one-bar spike? Not taken; if the next bar confirms this level, it is taken as a real move")
+
+    def take(self, close: float):
+        "Record the close of a bar the stream took"
+        if self.close is not None: self.moves.append(abs(math.log(close / self.close)))
+        self.close = close
+
 # %% ../nbs/00_data.ipynb #b105abf7
-def _read(source) -> pd.DataFrame:
+_SEPS = (',', ';', '\t', '|')
+_COMMA_NUMBER = re.compile(r'^[+-]?(\d{1,3}(\.\d{3})+|\d+),\d+$')          # 10,5 or 1.234,56: a decimal comma
+_POINT_NUMBER = re.compile(r'^[+-]?\d*\.\d+([eE][+-]?\d+)?$')             # 10.5
+_THOUSANDS = re.compile(r'^[+-]?\d{1,3}(\.\d{3})+$')                        # 1.234: thousands or a decimal point, either
+
+def _fields(line: str, sep: str) -> int: return len(next(csv.reader([line], delimiter=sep)))
+
+def _sniff(path: Path, sep: str | None = None, decimal: str | None = None) -> dict:
+    "`read_csv` arguments for a CSV: its delimiter and decimal mark (detected unless given) and the rows to skip"
+    opener = gzip.open if path.suffix.lower() == '.gz' else open
+    with opener(path, 'rt', encoding='utf-8-sig', errors='replace', newline='') as f: lines = [l for l in itertools.islice(f, 200) if l.strip()]
+    skip = 0
+    if lines and re.fullmatch(r'sep=(.)\s*', lines[0]):   # Excel's "sep=;" line
+        sep, skip, lines = sep or lines[0][4], 1, lines[1:]
+    if sep is None and lines:   # the delimiter that splits the header and every sampled row into the same number (> 1) of fields
+        ok = [s for s in _SEPS if _fields(lines[0], s) > 1 and all(_fields(l, s) == _fields(lines[0], s) for l in lines[1:])]
+        sep = max(ok, key=lambda s: _fields(lines[0], s)) if ok else ','
+    sep = sep or ','
+    if decimal is None:
+        cells = [c.strip() for l in lines[1:] for c in next(csv.reader([l], delimiter=sep))]
+        comma = any(_COMMA_NUMBER.match(c) for c in cells)
+        point = any(_POINT_NUMBER.match(c) and not _THOUSANDS.match(c) for c in cells)
+        decimal = ',' if comma and not point and sep != ',' else '.'
+    if sep == decimal: raise DataError(f"{path}: the delimiter and the decimal mark cannot both be {sep!r}; pass another sep (--sep, data.sep)")
+    return dict(sep=sep, decimal=decimal, thousands='.' if decimal == ',' else None, skiprows=skip)
+
+def _read(
+    source,                    # a CSV/Parquet path, or a frame (copied)
+    sep: str | None = None,    # CSV delimiter (default: detected from the header and the first rows)
+    decimal: str | None = None,  # CSV decimal mark (default: detected: ',' where the numbers are written 10,5)
+) -> pd.DataFrame:
     "Read a CSV or Parquet file (or copy a frame) without interpreting it"
     if isinstance(source, pd.DataFrame): return source.copy()
     path = Path(source)
@@ -86,59 +279,99 @@ def _read(source) -> pd.DataFrame:
     if path.stat().st_size == 0: raise DataError(f"{path}: the file is empty")
     try:
         if suffixes[-1:] in (['.parquet'], ['.pq']): return pd.read_parquet(path)
-        if '.csv' in suffixes[-2:] or suffixes[-1:] == ['.txt']: return pd.read_csv(path, index_col=False, keep_default_na=False, na_values=[''])  # 'null' stays text, to be named
+        if '.csv' in suffixes[-2:] or suffixes[-1:] == ['.txt']:   # a UTF-8 BOM (Excel) is skipped; 'null' stays text, to be named
+            return pd.read_csv(path, index_col=False, keep_default_na=False, na_values=[''], encoding='utf-8-sig', **_sniff(path, sep, decimal))
     except pd.errors.EmptyDataError: raise DataError(f"{path}: the file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as e: raise DataError(f"{path}: not a readable CSV ({e})") from None
+    except UnicodeDecodeError as e: raise DataError(f"{path}: not a readable CSV: not UTF-8 ({e.reason} at byte {e.start}); save it as CSV UTF-8") from None
+    except pd.errors.ParserError as e: raise DataError(f"{path}: not a readable CSV ({e})") from None
     except Exception as e:
         if 'parquet' in type(e).__module__.lower() or 'arrow' in type(e).__module__.lower():
             raise DataError(f"{path}: not a readable Parquet file ({e})") from None
         raise
     raise DataError(f"{path}: unsupported file type {''.join(path.suffixes) or '(none)'}; use .csv, .csv.gz or .parquet")
 
+def _no_date_column(columns) -> DataError:
+    "The error for a source without a timestamp column; where the header is one field holding a delimiter, say which and how to pass it"
+    msg = f"no timestamp column: expected one of Date, Datetime, timestamp, time (or a DatetimeIndex); found {list(columns)}"
+    joined = [s for s in _SEPS if len(columns) and s in str(columns[0])]
+    if joined: msg += (f". The header looks {joined[0]!r}-separated: pass sep={joined[0]!r} (on the command line --sep {joined[0]!r}; "
+                       f"in the experiment file data.sep = {joined[0]!r})")
+    return DataError(msg)
+
+def _non_numeric(c: str, value, where: str, n: int) -> DataError:
+    "The error for a value that is not a number; a decimal comma is named, with the fix"
+    msg = f"column {c!r} has a non-numeric value {value!r} at {where}; {_rows(n)}"
+    if isinstance(value, str) and _COMMA_NUMBER.match(value.strip()):
+        msg += ". It looks like a number with a decimal comma: pass decimal=',' (on the command line --decimal ','; in the experiment file data.decimal = ',')"
+    return DataError(msg)
+
 # %% ../nbs/00_data.ipynb #7871e4b5
-def _parse_dates(values: pd.Series, name: str) -> pd.DatetimeIndex:
-    "Timestamps from strings, datetimes or epoch numbers (s or ms), refusing what does not parse"
+_DMY = re.compile(r'^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})(?!\d)')
+_OFFSET = re.compile(r'(\d:\d\d(?::\d\d(?:\.\d+)?)?)\s*(Z|[+-]\d{2}:?\d{2})$')   # a time, then its UTC offset
+
+def _day_first(s: pd.Series, name: str, dayfirst: bool | None) -> bool | None:
+    "Whether `nn/nn/yyyy` dates put the day first: told, or read from a field above 12; `DataError` where nothing tells"
+    parts = s.str.extract(_DMY)
+    if parts.isna().any(axis=None): return dayfirst   # not all nn/nn/yyyy: pandas' own parsing decides
+    a, b = parts[0].astype(int), parts[1].astype(int)
+    if dayfirst is not None: return dayfirst
+    if (a > 12).any() and (b > 12).any():
+        i, j = int(np.flatnonzero(a > 12)[0]), int(np.flatnonzero(b > 12)[0])
+        raise DataError(f"column {name!r} has dates written two ways: {s.iat[i]!r} (row {i}, day first) and {s.iat[j]!r} (row {j}, month first); "
+                        f"write them all as YYYY-MM-DD")
+    if (a > 12).any() or (b > 12).any(): return bool((a > 12).any())
+    raise DataError(f"column {name!r} has dates like {s.iat[0]!r} that read as day/month or as month/day, and no day above 12 tells which; "
+                    f"pass dayfirst=True (dd/mm/yyyy) or dayfirst=False (mm/dd/yyyy) to load_ohlcv/load_panel, or write the dates as YYYY-MM-DD")
+
+def _daily_dates(index: pd.DatetimeIndex) -> bool:
+    "Whether every timestamp is a midnight (daily bars), read on the clock they were written in"
+    return len(index) > 0 and bool((index.normalize() == index).all())
+
+def _parse_dates(
+    values: pd.Series,             # the timestamps as read: strings, datetimes, or epoch numbers
+    name: str,                     # the column's name, for messages
+    dayfirst: bool | None = None,  # nn/nn/yyyy dates: day first (True), month first (False), or read from the data (None)
+) -> tuple[pd.DatetimeIndex, str]:
+    "Timestamps from strings, datetimes or epoch numbers (s or ms), refusing what does not parse; and what happened to their time zone"
     s = pd.Series(values).reset_index(drop=True)
     if s.isna().any(): _fail(f"missing timestamp in {name!r}", s.isna().to_numpy(), pd.DataFrame(index=s.index))
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         unit = 'ms' if s.abs().max() > 1e11 else 's'   # epoch milliseconds (crypto APIs) or seconds
-        return pd.DatetimeIndex(pd.to_datetime(s, unit=unit, utc=True))
-    if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(s): return pd.DatetimeIndex(s)
-    for kw in ({}, {'format': 'mixed'}, {'format': 'mixed', 'utc': True}):
-        try: out = pd.to_datetime(s.astype(str), errors='coerce', **kw)
+        return pd.DatetimeIndex(pd.to_datetime(s, unit=unit, utc=True)), f"epoch {'milliseconds' if unit == 'ms' else 'seconds'}: UTC"
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        idx = pd.DatetimeIndex(s)
+        wall = idx.tz_localize(None)
+        if _daily_dates(wall): return wall, f"{idx.tz}, daily bars at midnight there: kept as their dates (not moved to another zone)"
+        return idx, f"{idx.tz} (kept)"
+    if pd.api.types.is_datetime64_any_dtype(s): return pd.DatetimeIndex(s), 'none (naive timestamps, kept as they are)'
+    text = s.astype(str).str.strip()
+    dayfirst = _day_first(text, name, dayfirst)
+    offsets = text.str.extract(_OFFSET)[1]
+    if offsets.notna().all():   # every timestamp carries a UTC offset: daily bars keep the date they were written with
+        wall = pd.to_datetime(text.str.replace(_OFFSET, r'\1', regex=True), errors='coerce', format='mixed', dayfirst=bool(dayfirst))
+        if not wall.isna().any() and _daily_dates(pd.DatetimeIndex(wall)):
+            seen = ', '.join(sorted(set(offsets)))
+            return pd.DatetimeIndex(wall), f"UTC offset {seen}, daily bars at midnight there: kept as their dates (not moved to UTC)"
+    kws = ({'dayfirst': dayfirst, 'format': 'mixed'},) if dayfirst is not None else ({}, {'format': 'mixed'}, {'format': 'mixed', 'utc': True})
+    out = pd.Series(pd.NaT, index=text.index)
+    for kw in kws:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore', UserWarning)   # pandas' "could not infer format": the next try handles it
+                out = pd.to_datetime(text, errors='coerce', **kw)
         except (ValueError, TypeError): continue
-        if not out.isna().any(): return pd.DatetimeIndex(out)
+        if not out.isna().any():
+            idx = pd.DatetimeIndex(out)
+            if idx.tz is None: return idx, 'none (naive timestamps, kept as they are)'
+            seen = ', '.join(sorted(set(offsets.dropna()))) or str(idx.tz)
+            return idx, f"UTC offset {seen}: converted to UTC (offsets differ)" if kw.get('utc') else f"UTC offset {seen} (kept)"
     bad = out.isna().to_numpy()
     pos = int(np.flatnonzero(bad)[0])
     raise DataError(f"unparseable timestamp {s.iloc[pos]!r} in {name!r} at row {pos}; {_rows(int(bad.sum()))}")
 
 # %% ../nbs/00_data.ipynb #cf2bac5b
-def load_ohlcv(
-    source,                        # CSV/Parquet path, or a DataFrame
-    tz: str | None = None,         # convert (aware) or localize (naive) timestamps to this zone
-    min_rows: int = 1,             # fewest rows acceptable
-) -> pd.DataFrame:
-    "Read OHLCV bars into a validated frame indexed by `date`, with float `open high low close volume`"
-    raw = _read(source)
-    if raw.empty and len(raw.columns) == 0: raise DataError(f"{source if not isinstance(source, pd.DataFrame) else 'frame'}: no data")
-    # Where do the timestamps live: a DatetimeIndex, a named index, or a column?
-    if isinstance(raw.index, pd.DatetimeIndex): dates, name = raw.index, raw.index.name or 'index'
-    elif raw.index.name is not None and _norm(raw.index.name) in _DATE_NAMES: dates, name = raw.index, raw.index.name
-    else:
-        found = [c for c in raw.columns if _norm(c) in _DATE_NAMES]
-        if not found: raise DataError(f"no timestamp column: expected one of Date, Datetime, timestamp, time (or a DatetimeIndex); found {list(raw.columns)}")
-        name = found[0]
-        dates, raw = raw[name], raw.drop(columns=[name])
-    cols = {c: _norm(c) for c in raw.columns}
-    dup = sorted({n for n in cols.values() if list(cols.values()).count(n) > 1} & set(OHLCV_COLS + ('adj_close',)))
-    if dup: raise DataError(f"column {dup[0]!r} appears more than once under different spellings: {[c for c in cols if cols[c] == dup[0]]}")
-    raw = raw.rename(columns=cols)
-    if len(raw) == 0: raise DataError("no rows: the source has a header but no bars")
-    index = _parse_dates(dates, str(name))
-    if tz is not None: index = index.tz_convert(tz) if index.tz is not None else index.tz_localize(tz)
-    index.name = 'date'
-    missing = [c for c in OHLCV_COLS if c not in raw.columns]
-    if missing: raise DataError(f"missing column{'s'*(len(missing)>1)} {', '.join(map(repr, missing))}; found {list(raw.columns)}")
+def _numbers(raw: pd.DataFrame, index: pd.DatetimeIndex) -> dict:
+    "The OHLCV (and adj_close) columns as float arrays; `DataError` naming the first value that is not a number"
     out = {}
     for c in OHLCV_COLS + ('adj_close',):
         if c not in raw.columns: continue
@@ -147,15 +380,54 @@ def load_ohlcv(
         bad = (num.isna() & s.notna()).to_numpy()
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
-            raise DataError(f"column {c!r} has a non-numeric value {s.iloc[pos]!r} at {index[pos]} (row {pos}); {_rows(int(bad.sum()))}")
+            raise _non_numeric(c, s.iloc[pos], f"{index[pos]} (row {pos})", int(bad.sum()))
         out[c] = num.to_numpy(dtype='float64')
-    df = pd.DataFrame(out, index=index)
+    return out
+
+def load_ohlcv(
+    source,                                   # CSV/Parquet path, or a DataFrame
+    tz: str | None = None,                    # convert (aware) or localize (naive, or daily dates) timestamps to this zone
+    min_rows: int = 1,                        # fewest rows acceptable
+    on_invalid: str = 'error',                # suspect bars: 'error' (raise naming the first) or 'drop' spike bars and report them in `attrs['dropped']`
+    adjust_splits: bool = False,              # back-adjust prices (and volume) before a probable unadjusted split, reported in `attrs['adjusted']`
+    spike_threshold: float = SPIKE_THRESHOLD, # robust sigmas a one-bar spike's legs must pass (`math.inf`: no suspect-bar checks)
+    sep: str | None = None,                   # CSV delimiter (default: detected)
+    decimal: str | None = None,               # CSV decimal mark (default: detected)
+    dayfirst: bool | None = None,             # nn/nn/yyyy dates: day first or month first (default: read from the data, refused where nothing tells)
+) -> pd.DataFrame:
+    "Read OHLCV bars into a validated frame indexed by `date`, with float `open high low close volume`"
+    if on_invalid not in ON_INVALID: raise ValueError(f"on_invalid must be one of {ON_INVALID}, got {on_invalid!r}")
+    raw = _read(source, sep, decimal)
+    if raw.empty and len(raw.columns) == 0: raise DataError(f"{source if not isinstance(source, pd.DataFrame) else 'frame'}: no data")
+    # Where do the timestamps live: a DatetimeIndex, a named index, or a column?
+    if isinstance(raw.index, pd.DatetimeIndex): dates, name = raw.index, raw.index.name or 'index'
+    elif raw.index.name is not None and _norm(raw.index.name) in _DATE_NAMES: dates, name = raw.index, raw.index.name
+    else:
+        found = [c for c in raw.columns if _norm(c) in _DATE_NAMES]
+        if not found: raise _no_date_column(raw.columns)
+        name = found[0]
+        dates, raw = raw[name], raw.drop(columns=[name])
+    cols = {c: _norm(c) for c in raw.columns}
+    dup = sorted({n for n in cols.values() if list(cols.values()).count(n) > 1} & set(OHLCV_COLS + ('adj_close',)))
+    if dup: raise DataError(f"column {dup[0]!r} appears more than once under different spellings: {[c for c in cols if cols[c] == dup[0]]}")
+    raw = raw.rename(columns=cols)
+    if len(raw) == 0: raise DataError("no rows: the source has a header but no bars")
+    index, zone = _parse_dates(dates, str(name), dayfirst)
+    if tz is not None:
+        zone += f"; then {'converted' if index.tz is not None else 'localized'} to {tz}"
+        index = index.tz_convert(tz) if index.tz is not None else index.tz_localize(tz)
+    index.name = 'date'
+    missing = [c for c in OHLCV_COLS if c not in raw.columns]
+    if missing: raise DataError(f"missing column{'s'*(len(missing)>1)} {', '.join(map(repr, missing))}; found {list(raw.columns)}")
+    df = pd.DataFrame(_numbers(raw, index), index=index)
     if df.index.has_duplicates: _fail("duplicate timestamp", df.index.duplicated(keep=False), df)
     if not df.index.is_monotonic_increasing:
         n = int((np.diff(df.index.asi8) < 0).sum())
         warnings.warn(f"timestamps were not in order ({n} step{'s'*(n!=1)} back in time); sorted {len(df)} rows by time, none dropped")
         df = df.sort_index(kind='stable')
-    return validate_ohlcv(df, min_rows=min_rows)
+    df, dropped, adjusted = _screen(validate_ohlcv(df, min_rows=min_rows), None, on_invalid, adjust_splits, spike_threshold)
+    df.attrs.update(timezone=zone, dropped=dropped, adjusted=adjusted)
+    return validate_ohlcv(df, min_rows=min_rows) if dropped else df
 
 # %% ../nbs/00_data.ipynb #3a592b73
 SAMPLES = {'sp500': 'sp500_daily.csv', 'nasdaq': 'nasdaq_daily.csv', 'stocks': 'stocks_daily.csv'}
@@ -282,7 +554,11 @@ def _row_problems(df: pd.DataFrame) -> pd.Series:
     return why
 
 # %% ../nbs/00_data.ipynb #7811d19e
-def _long_frame(source) -> pd.DataFrame:
+def _long_frame(
+    source,                     # a frame, a dict of frames or files, a folder, a list of files, or one file
+    sep: str | None = None,     # CSV delimiter (default: detected)
+    decimal: str | None = None, # CSV decimal mark (default: detected)
+) -> pd.DataFrame:
     "Every source a panel can come from, as one raw long frame with a `symbol` column"
     def one(frame, symbol=None) -> pd.DataFrame:
         frame = frame.reset_index() if isinstance(frame.index, pd.MultiIndex) or frame.index.name is not None or isinstance(frame.index, pd.DatetimeIndex) else frame
@@ -294,7 +570,7 @@ def _long_frame(source) -> pd.DataFrame:
     if isinstance(source, pd.DataFrame): return one(source.copy())
     if isinstance(source, dict):
         if not source: raise DataError("an empty dict: no symbols")
-        return pd.concat([one(_read(f), s) for s, f in source.items()], ignore_index=True)
+        return pd.concat([one(_read(f, sep, decimal), s) for s, f in source.items()], ignore_index=True)
     if isinstance(source, (str, Path)) and Path(source).is_dir():
         files = sorted(p for p in Path(source).iterdir() if p.is_file() and p.suffix.lower() in PANEL_FILES)
         if not files: raise DataError(f"{source}: no .csv, .csv.gz or .parquet files in this folder")
@@ -305,13 +581,16 @@ def _long_frame(source) -> pd.DataFrame:
         stems = [stem(p) for p in source]
         dup = sorted({s for s in stems if stems.count(s) > 1})
         if dup: raise DataError(f"two files give symbol {dup[0]!r}: {[str(p) for p in source if stem(p) == dup[0]]}")
-        return pd.concat([one(_read(p), stem(p)) for p in source], ignore_index=True)
-    return one(_read(source))
+        return pd.concat([one(_read(p, sep, decimal), stem(p)) for p in source], ignore_index=True)
+    return one(_read(source, sep, decimal))
 
-def _to_long(raw: pd.DataFrame) -> pd.DataFrame:
+def _to_long(
+    raw: pd.DataFrame,             # a raw long frame (see `_long_frame`)
+    dayfirst: bool | None = None,  # nn/nn/yyyy dates: day first or month first (default: read from the data)
+) -> pd.DataFrame:
     "Canonical long frame (`symbol`, `date`, float OHLCV) from a raw one; unparseable cells become NaN/NaT, their text kept in `bad`"
     dates = [c for c in raw.columns if _norm(c) in _DATE_NAMES]
-    if not dates: raise DataError(f"no timestamp column: expected one of Date, Datetime, timestamp, time; found {list(raw.columns)}")
+    if not dates: raise _no_date_column([c for c in raw.columns if c != 'symbol'])
     cols = {c: _norm(c) for c in raw.columns if c not in ('symbol', dates[0])}
     dup = sorted({n for n in cols.values() if list(cols.values()).count(n) > 1} & set(OHLCV_COLS + ('adj_close',)))
     if dup: raise DataError(f"column {dup[0]!r} appears more than once under different spellings: {[c for c in cols if cols[c] == dup[0]]}")
@@ -321,8 +600,10 @@ def _to_long(raw: pd.DataFrame) -> pd.DataFrame:
     if len(raw) == 0: raise DataError("no rows: the source has a header but no bars")
     out = pd.DataFrame({'symbol': raw['symbol'].astype(str).to_numpy()})
     bad = pd.Series('', index=out.index, dtype=object)
-    try: out['date'] = _parse_dates(raw[dates[0]], str(dates[0]))
-    except DataError:   # some timestamps do not parse: keep the others, name the rest as bad rows
+    zone = 'none (naive timestamps, kept as they are)'
+    try: out['date'], zone = _parse_dates(raw[dates[0]], str(dates[0]), dayfirst)
+    except DataError as e:   # some timestamps do not parse: keep the others, name the rest as bad rows
+        if 'written two ways' in str(e) or 'no day above 12' in str(e): raise DataError(f"{e}") from None   # day/month: the whole column is in doubt
         d = pd.to_datetime(raw[dates[0]].astype(str), errors='coerce', format='mixed')
         out['date'] = d.to_numpy()
         bad[d.isna().to_numpy()] = [f"unparseable timestamp {v!r}" for v in raw[dates[0]][d.isna()]]
@@ -331,15 +612,27 @@ def _to_long(raw: pd.DataFrame) -> pd.DataFrame:
         s = raw[c].reset_index(drop=True)
         num = pd.to_numeric(s, errors='coerce') if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s) else s
         nonnum = (num.isna() & s.notna()).to_numpy() & (bad == '').to_numpy()
-        if nonnum.any(): bad[nonnum] = [f"column {c!r} has a non-numeric value {v!r}" for v in s[nonnum]]
+        if nonnum.any(): bad[nonnum] = [str(_non_numeric(c, v, '', 1)).replace(' at ; 1 row in all', '') for v in s[nonnum]]
         out[c] = num.to_numpy(dtype='float64')
-    out.attrs['unparsed'] = bad
+    out.attrs.update(unparsed=bad, timezone=zone)
     return out
 
 # %% ../nbs/00_data.ipynb #b51f2b0e
-ON_INVALID = ('error', 'drop')
+def _screen_panel(panel: pd.DataFrame, on_invalid: str, adjust_splits: bool, spike_threshold: float) -> tuple[pd.DataFrame, list, list]:
+    "`_screen` symbol by symbol: the panel (rebuilt only where something changed), what was dropped, what was adjusted"
+    if not spike_threshold < math.inf: return panel, [], []
+    parts, dropped, adjusted, changed = {}, [], [], False
+    for sym, g in panel.groupby(level='symbol', sort=False):
+        one = g.droplevel('symbol')
+        new, d, a = _screen(one, sym, on_invalid, adjust_splits, spike_threshold)
+        dropped, adjusted, changed = dropped + d, adjusted + a, changed or new is not one
+        if new is not None: parts[sym] = new
+    if not changed: return panel, dropped, adjusted
+    if not parts: return panel.iloc[:0], dropped, adjusted
+    return pd.concat(parts, names=['symbol', 'date']), dropped, adjusted
 
-def _panel_from_long(long: pd.DataFrame, on_invalid: str, min_rows: int) -> pd.DataFrame:
+def _panel_from_long(long: pd.DataFrame, on_invalid: str, min_rows: int, adjust_splits: bool = False,
+                     spike_threshold: float = SPIKE_THRESHOLD) -> pd.DataFrame:
     "Validate a canonical long frame; raise or drop-and-report; return the sorted (symbol, date) panel"
     if on_invalid not in ON_INVALID: raise ValueError(f"on_invalid must be one of {ON_INVALID}, got {on_invalid!r}")
     why = long.attrs.pop('unparsed', None)
@@ -355,6 +648,9 @@ def _panel_from_long(long: pd.DataFrame, on_invalid: str, min_rows: int) -> pd.D
                         f"pass on_invalid='drop' (on the command line: --on-invalid drop)")
     dropped = [dict(symbol=s, date=str(d), reason=r) for s, d, r in zip(long['symbol'][bad], long['date'][bad], why[bad])]
     panel = long[~bad].sort_values(['symbol', 'date'], kind='stable').set_index(['symbol', 'date'])
+    zone = long.attrs.get('timezone', 'none (naive timestamps, kept as they are)')
+    panel, more, adjusted = _screen_panel(panel, on_invalid, adjust_splits, spike_threshold)
+    dropped += more
     sizes = panel.groupby(level='symbol', sort=False).size()
     short = sizes[sizes < min_rows]
     if len(short) and on_invalid == 'error':
@@ -364,27 +660,34 @@ def _panel_from_long(long: pd.DataFrame, on_invalid: str, min_rows: int) -> pd.D
     for s, n in short.items(): dropped.append(dict(symbol=s, date=None, reason=f"symbol dropped: {n} rows, fewer than {min_rows}"))
     panel = panel.drop(index=short.index, level='symbol') if len(short) else panel
     if panel.empty: raise DataError(f"no valid rows left: {len(dropped)} dropped, e.g. {dropped[0] if dropped else ''}")
-    panel.attrs = dict(dropped=dropped)
+    panel.attrs = dict(dropped=dropped, adjusted=adjusted, timezone=zone)
     return panel
 
 def validate_panel(
     panel: pd.DataFrame,        # frame indexed by (symbol, date) with float OHLCV columns
     on_invalid: str = 'error',  # 'error': raise at the first bad row; 'drop': drop bad rows/symbols, report them in `attrs['dropped']`
     min_rows: int = 1,          # fewest rows a symbol needs
+    adjust_splits: bool = False,              # back-adjust each symbol's bars before a probable unadjusted split (`attrs['adjusted']`)
+    spike_threshold: float = SPIKE_THRESHOLD, # robust sigmas a one-bar spike's legs must pass (`math.inf`: no suspect-bar checks)
 ) -> pd.DataFrame:
     "Check a panel row by row; return it (sorted, bad rows dropped and reported when asked) or raise `DataError`"
     if not isinstance(panel, pd.DataFrame) or not isinstance(panel.index, pd.MultiIndex) or list(panel.index.names) != ['symbol', 'date']:
         raise DataError("a panel is a DataFrame indexed by (symbol, date); load one with `load_panel`")
-    return _panel_from_long(panel.reset_index(), on_invalid, min_rows)
+    return _panel_from_long(panel.reset_index(), on_invalid, min_rows, adjust_splits, spike_threshold)
 
 def load_panel(
     source,                     # long CSV/Parquet with a symbol/ticker column, a folder or list of per-symbol files, a dict of frames, or a frame
     on_invalid: str = 'error',  # 'error': raise at the first bad row; 'drop': drop bad rows/symbols, report them in `attrs['dropped']`
     min_rows: int = 1,          # fewest rows a symbol needs
+    adjust_splits: bool = False,              # back-adjust each symbol's bars before a probable unadjusted split (`attrs['adjusted']`)
+    spike_threshold: float = SPIKE_THRESHOLD, # robust sigmas a one-bar spike's legs must pass (`math.inf`: no suspect-bar checks)
+    sep: str | None = None,                   # CSV delimiter (default: detected)
+    decimal: str | None = None,               # CSV decimal mark (default: detected)
+    dayfirst: bool | None = None,             # nn/nn/yyyy dates: day first or month first (default: read from the data)
 ) -> pd.DataFrame:
     "Read many instruments into one panel indexed by (`symbol`, `date`), sorted, float `open high low close volume`"
     if on_invalid not in ON_INVALID: raise ValueError(f"on_invalid must be one of {ON_INVALID}, got {on_invalid!r}")
-    return _panel_from_long(_to_long(_long_frame(source)), on_invalid, min_rows)
+    return _panel_from_long(_to_long(_long_frame(source, sep, decimal), dayfirst), on_invalid, min_rows, adjust_splits, spike_threshold)
 
 # %% ../nbs/00_data.ipynb #745f3395
 def summarize_panel(panel: pd.DataFrame) -> dict:
