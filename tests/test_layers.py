@@ -13,9 +13,11 @@ PKG = Path(__file__).resolve().parents[1] / 'trading_nb'
 # The same order is in the README's stage table and in nbs/08_pipeline.ipynb.
 LAYERS = [
     ['cli'],                                              # the command line: parses, calls the layers below, prints
+    ['benchmark'],                                        # model kinds x seeds: run folders, then the table of means and spreads
     ['experiment'],                                       # experiments as files: TOML, overrides, compare, tune
     ['pipeline'],                                         # one run: an Experiment in, a run folder out
     ['report', 'importance'],                             # the run's HTML report and terminal summary; permutation importance
+    ['serve'],                                            # the live service: WebSocket/HTTP around the stream, snapshots, reload
     ['inference'],                                        # export, safe loading, batch and streaming inference
     ['train', 'tabular'],                                 # the training loop; the tabular models' fitting (LightGBM, linear)
     ['distributed'],                                      # torchrun, DDP, devices

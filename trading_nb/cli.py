@@ -14,7 +14,7 @@ from .report import format_ci, print_summary, write_report
 from .experiment import compare_runs, comparison_caution, experiment_from_args, run_experiment, tune
 
 # %% auto #0
-__all__ = ['cmd_train', 'cmd_predict', 'cmd_replay', 'cmd_evaluate', 'cmd_report', 'cmd_features', 'cmd_summary',
+__all__ = ['cmd_train', 'cmd_predict', 'cmd_replay', 'cmd_serve', 'cmd_evaluate', 'cmd_report', 'cmd_features', 'cmd_summary',
            'add_config_arguments', 'cmd_tune', 'cmd_compare', 'add_experiment_commands', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #430e0453
@@ -68,6 +68,14 @@ def cmd_replay(a) -> int:
     out = replay(im, df)   # a panel streams as one tick per date, every ready symbol in one forward pass
     for *where, reason in out.attrs.get('rejected', []): print(f"rejected bar {' '.join(map(str, where))}: {reason}", file=sys.stderr)
     _write(out, a.out)
+    return 0
+
+def cmd_serve(a) -> int:
+    "`trading-nb serve`: the live service of 07a_serve until Ctrl-C or SIGTERM (both snapshot the states)"
+    from trading_nb.serve import Limits, serve
+    serve(a.model, host=a.host, port=a.port, state=a.state, token=a.token, limits=Limits(a.max_message, a.max_tick, a.rate),
+          threshold=a.threshold, on_mismatch=a.on_mismatch, max_gap=a.max_gap, known_only=a.known_symbols,
+          snapshot_every=a.snapshot_every, fsync=a.fsync, device=None if a.device == 'auto' else a.device)
     return 0
 
 def _store_predictions(im, store, start=None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -338,6 +346,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--data', default='sp500', help=data_help + ' (default: sp500)')
     s.add_argument('--on-invalid', **invalid)
     s.set_defaults(func=cmd_summary)
+    v = sub.add_parser('serve', help='the live service: bars in over a WebSocket or HTTP, answers out, states kept across restarts',
+                       description="Serve a model (07a_serve): WebSocket /stream and POST /bars take bars as JSON (the data files' field names; "
+                                   "an array is a tick), each answered as `trading-nb replay` answers it; GET /health, GET /model, "
+                                   "POST /model/reload (or SIGHUP) and a live page at /. With --state the states survive a kill.")
+    v.add_argument('--model', required=True, help='a model.pt written by `trading-nb train`')
+    v.add_argument('--host', default='127.0.0.1', help='address to listen on (default: 127.0.0.1; any other needs a token)')
+    v.add_argument('--port', type=int, default=8000, help='TCP port (default: 8000)')
+    v.add_argument('--state', default=None, help='folder for the snapshots and the bar log: a restarted service resumes with the same answers '
+                                                 '(default: none, the states live in memory only)')
+    v.add_argument('--token', default=None, help='require this token (16+ characters) on every request and WebSocket '
+                                                 '(default: $TRADING_NB_TOKEN; required off 127.0.0.1)')
+    v.add_argument('--threshold', type=float, default=0.5, help='long when p_up is above it (default: 0.5)')
+    v.add_argument('--max-gap', default=None, help="flag a bar further than this after its symbol's last one, e.g. 5D or 2h (default: 5 bar spacings)")
+    v.add_argument('--known-symbols', action='store_true', help='refuse bars of symbols the model was not trained on')
+    v.add_argument('--on-mismatch', choices=['error', 'warn'], default='error', help='bars spaced unlike the training data: refuse them (error, the default) or warn')
+    v.add_argument('--snapshot-every', type=int, default=1000, help='ticks between snapshots; the log holds the bars since (default: 1000)')
+    v.add_argument('--fsync', action='store_true', help='fsync the bar log after every tick (survives a power cut, not only a kill; slower)')
+    v.add_argument('--max-message', type=int, default=1 << 20, help='bytes per message (default: 1 MiB)')
+    v.add_argument('--max-tick', type=int, default=10_000, help='bars per tick (default: 10000)')
+    v.add_argument('--rate', type=float, default=10_000, help='bars per second per connection (default: 10000)')
+    v.add_argument('--device', **dev)
+    v.add_argument('--threads', **threads)
+    v.set_defaults(func=cmd_serve)
     add_experiment_commands(sub)   # tune and compare (09_experiment does the work)
     return p
 
