@@ -21,8 +21,9 @@ from .dataset import _Windows, _segments, _window_ends
 from .panel import CROSS_SECTIONS, cross_section_normalize, cross_section_rows, panel_features
 from .features import feature_columns, make_features, normalize_features, warmup_bars
 from .incremental import IncrementalFeatures
-from .model import ModelConfig, TradingModel, _check_inputs
+from .model import ModelConfig, TabularModel, TradingModel, _check_inputs, build_model
 from .store import Store, StoreDataset
+from .tabular import booster_from_text
 from .train import save_atomic
 
 # %% auto #0
@@ -113,11 +114,26 @@ def _manifest(model: nn.Module, dataset, provenance: dict) -> dict:
                        target=getattr(dataset, 'target_kind', 'raw'),
                        cross_section=getattr(dataset, 'cross_section', 'none'),   # panels: each date normalised across its symbols
                        symbols=dataset.window_symbols,
-                       warmup=warmup_bars(dataset.indicators), provenance=provenance), 'manifest')
+                       warmup=warmup_bars(dataset.indicators), provenance=provenance,
+                       model=dict(kind=c.kind, parameters=model.num_parameters() if hasattr(model, 'num_parameters') else None)), 'manifest')
+
+def _booster_path(path: Path) -> Path:
+    "Where a LightGBM model's trees go: beside `model.pt` as `model.lgb.txt`"
+    return path.with_name(f'{path.stem}.lgb.txt')
+
+def _write_bytes_atomic(data: bytes, path: Path):
+    "Write `data` to a temporary file beside `path`, flushed, then rename it into place"
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    try:
+        with os.fdopen(fd, 'wb') as f: f.write(data); f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp): os.unlink(tmp)
 
 def export_model(
-    model: nn.Module,                  # a trained `TradingModel` (with `.config`)
-    path: str | Path,                  # file to write (conventionally `model.pt`)
+    model: nn.Module,                  # a trained model of any kind (`build_model`; with `.config`)
+    path: str | Path,                  # file to write (conventionally `model.pt`; a LightGBM model's trees go beside it, `model.lgb.txt`)
     dataset,                           # the `TradingDataset` it was trained on: feature set, scaler, windows, classes
     metrics: dict | None = None,       # test metrics to record (plain numbers)
     data: pd.DataFrame | None = None,  # the OHLCV frame the datasets came from (date range, bar spacing)
@@ -128,8 +144,14 @@ def export_model(
     config = _plain(asdict(model.config), 'config')
     manifest = _manifest(model, dataset, _provenance(dataset, metrics, data, data_path))
     state = {k: v.detach().to('cpu', copy=True) for k, v in model.state_dict().items()}
-    ck = dict(format=FORMAT, config=config, manifest=manifest, state_dict=state, sha256=_digest(config, manifest, state))
     path = Path(path)
+    if isinstance(model, TabularModel) and model.config.kind == 'lightgbm':   # the trees in LightGBM's own text format, beside the weights
+        if model.booster is None: raise ValueError("the LightGBM model is not fitted: fit it with `fit_tabular` before exporting it")
+        trees = model.booster.model_to_string().encode()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_bytes_atomic(trees, _booster_path(path))
+        manifest['booster'] = dict(file=_booster_path(path).name, sha256=hashlib.sha256(trees).hexdigest())
+    ck = dict(format=FORMAT, config=config, manifest=manifest, state_dict=state, sha256=_digest(config, manifest, state))
     save_atomic(ck, path)
     return path
 
@@ -144,7 +166,7 @@ def _device(device) -> torch.device:
 class InferenceModel:
     "A loaded model in eval mode with its feature pipeline: what `predict` and `process_realtime` need"
     def __init__(self,
-                 model: TradingModel,       # the model, in eval mode on `device`
+                 model: nn.Module,          # the model (any kind), in eval mode on `device`
                  manifest: dict,            # the file's manifest (feature set, scaler, classes, provenance)
                  path: Path | None = None,  # the file it came from
                  jit: bool | None = None,   # run the forward pass as a frozen TorchScript graph; `None`: on the CPU, not on CUDA
@@ -167,7 +189,7 @@ class InferenceModel:
     def __repr__(self) -> str:
         return (f"InferenceModel({self.path.name if self.path else 'in memory'}: {self.task} {self.columns}, lookback {self.lookback}, "
                 f"horizon {self.horizon}, {len(self.feature_names)} features, warm-up {self.warmup}, on {self.device}"
-                f"{', traced' if self.jit else ', eager'})")
+                f"{', traced' if self.jit and getattr(self.model, 'traceable', True) else ', eager'})")
 
 # %% ../nbs/07_inference.ipynb #2ed601c8
 _MANIFEST_KEYS = ('indicators', 'scaler', 'feature_names', 'indicator_names', 'lookback', 'horizon', 'task', 'flat_band',
@@ -199,7 +221,7 @@ def _read(path: Path) -> dict:
     return ck
 
 # %% ../nbs/07_inference.ipynb #4cd987d8
-def _build(path: Path, ck: dict, device: torch.device) -> TradingModel:
+def _build(path: Path, ck: dict, device: torch.device) -> nn.Module:
     "The model of `ck` with its weights, in eval mode on `device`; `ModelFileError` when config, weights and manifest disagree"
     try: cfg = ModelConfig(**ck['config'])
     except (TypeError, ValueError) as e: raise ModelFileError(f"{path}: the config does not make a model ({e})") from None
@@ -212,12 +234,27 @@ def _build(path: Path, ck: dict, device: torch.device) -> TradingModel:
         raise ModelFileError(f"{path}: the feature names, the scaler and the indicator set disagree")
     if m.get('cross_section', 'none') not in CROSS_SECTIONS:
         raise ModelFileError(f"{path}: the manifest's cross_section {m['cross_section']!r} is not one of {CROSS_SECTIONS}")
-    model = TradingModel(cfg)
+    model = build_model(cfg)
     try: model.load_state_dict(ck['state_dict'], strict=True)
     except RuntimeError as e:
         lines = [l.strip() for l in str(e).splitlines()[1:] if l.strip()]
         raise ModelFileError(f"{path}: the weights do not fit the config: {lines[0] if lines else e}") from None
+    if cfg.kind == 'lightgbm': _load_trees(path, m, model)
     return model.to(device).eval()
+
+def _load_trees(path: Path, manifest: dict, model: TabularModel):
+    "Give a LightGBM `model` the trees of the file its manifest names, checked against the recorded SHA-256"
+    b = manifest.get('booster')
+    if not isinstance(b, dict) or not isinstance(b.get('file'), str) or not isinstance(b.get('sha256'), str):
+        raise ModelFileError(f"{path}: a LightGBM model whose manifest does not name its trees ('booster'); re-export it")
+    if Path(b['file']).name != b['file']: raise ModelFileError(f"{path}: the trees' file name {b['file']!r} is not a plain name beside the model")
+    side = path.with_name(b['file'])
+    if not side.is_file(): raise ModelFileError(f"{path}: the LightGBM trees {b['file']} are missing beside it; copy them with the model file")
+    data = side.read_bytes()
+    if hashlib.sha256(data).hexdigest() != b['sha256']:
+        raise ModelFileError(f"{side}: checksum mismatch: the trees changed after export (tampered or corrupted)")
+    try: booster_from_text(data.decode(), model)
+    except Exception as e: raise ModelFileError(f"{side}: not LightGBM trees this model can use ({type(e).__name__}: {str(e)[:200]})") from None
 
 def setup_inference(
     path: str | Path,                          # a file written by `export_model`
@@ -283,7 +320,7 @@ def _trace(im: InferenceModel) -> torch.jit.ScriptModule:
 def _runner(self: InferenceModel) -> Callable:
     "What runs the forward pass: the frozen graph when `jit` is on and it could be built (again when the weights changed), else the model"
     m, g = self.model, self._graph
-    if not self.jit or m.training: return m
+    if not self.jit or m.training or not getattr(m, 'traceable', True): return m   # LightGBM runs outside torch: nothing to trace
     if g is None or g[0] is not m or [t._version for t in g[1]] != g[2]:
         tensors, graph = [*m.parameters(), *m.buffers()], None
         try: graph, self.jit_error = _trace(self), None
