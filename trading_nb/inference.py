@@ -1008,7 +1008,9 @@ async def areplay(
     "Feed `data` bar by bar (a panel: tick by tick, one per date) through `process_realtime`; the predictions as `predict` frames them"
     panel = isinstance(data, (str, Path, pd.DataFrame, dict)) and is_panel(data)
     if panel: data = _ticks(load_panel(data))
-    elif isinstance(data, (str, Path, pd.DataFrame)): data = load_ohlcv(data).iterrows()
+    elif isinstance(data, (str, Path, pd.DataFrame)):
+        if model.cross_section != 'none': raise DataError(_no_cross_section(model, 'a single series'))
+        data = load_ohlcv(data).iterrows()
     answers = [a async for a in process_realtime(model, data, threshold=threshold, on_mismatch=on_mismatch)]
     return _replay_frame(model, answers, panel or any(a['symbol'] is not None for a in answers))
 
