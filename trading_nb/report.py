@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['POOLED', 'CROSS', 'execution_text', 'capacity_text', 'write_report', 'format_ci', 'print_summary']
+__all__ = ['POOLED', 'CROSS', 'execution_text', 'capacity_text', 'write_report', 'importance_figures', 'format_ci',
+           'print_summary']
 
 # %% ../nbs/08a_report.ipynb #358d0e41
 _PCT = {'total_return', 'annual_return', 'annual_volatility', 'max_drawdown', 'hit_rate', 'exposure'}
@@ -147,6 +148,7 @@ def write_report(run: str | Path) -> Path:
     if panel: figs = _panel_figures(p, eq, m) + [plot_history(hist), calib, plot_confusion(y, proba, [c[2:] for c in pcols])]
     else: figs = [plot_predictions(p.index, p['close'], proba[:, -1], title='Test period: price and the model\'s P(up)'),
                   plot_equity(eq), plot_history(hist), calib, plot_confusion(y, proba, [c[2:] for c in pcols])]
+    figs += importance_figures(m)   # what the model leans on (validation period), where attention kinds look
     html = [figs[0].to_html(full_html=False, include_plotlyjs=True)] + [f.to_html(full_html=False, include_plotlyjs=False) for f in figs[1:]]
     d, t = m['data'], m['training']
     sha = f" (SHA-256 <code>{d['sha256'][:16]}…</code>)" if d.get('sha256') else ''
@@ -195,6 +197,36 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}tr.model{{backgro
 </body></html>"""
     (run / 'report.html').write_text(page, encoding='utf-8')
     return run / 'report.html'
+
+# %% ../nbs/08a_report.ipynb #48d94a01
+def importance_figures(
+    m: dict,   # a run's metrics (metrics.json), with `importance` when the run measured it
+) -> list:
+    "Permutation importance as a bar chart (mean drop, the repeats' spread as whiskers); the mean attention over the lookback for attention kinds"
+    import plotly.graph_objects as go
+    imp = m.get('importance')
+    if not imp: return []
+    f = pd.DataFrame(imp['features']).iloc[::-1]   # the largest at the top
+    label = f['feature'] + np.where(f['part'] == 'sequence', ' (window)', ' (last bar)')
+    score = {'rank_ic': 'rank IC', 'auc': 'ROC AUC'}.get(imp['score'], imp['score'])
+    base = f" from {imp['baseline']:.3f}" if imp.get('baseline') is not None else ''
+    dates = f", {imp['dates']:,} dates" if imp.get('dates') else ''
+    fig = go.Figure(go.Bar(x=f['importance'], y=label, orientation='h', error_x=dict(type='data', array=f['std'].fillna(0).to_numpy()),
+                           marker_color=np.where(f['importance'] > 0, '#1f77b4', '#bbbbbb')))
+    fig.update_layout(title=f"Permutation importance on the validation period: the drop in {score}{base} when a feature is shuffled "
+                            f"{'within each date' if imp.get('dates') else 'across windows'}<br><sup>{imp['windows']:,} windows"
+                            f"{dates}, {imp['repeats']} seeded shuffles: "
+                            "bar = mean drop, whisker = its standard deviation; (window) = the channel over the whole lookback, (last bar) = the indicator input</sup>",
+                      xaxis_title=f'drop in {score}', height=max(320, 18 * len(f) + 140), margin=dict(l=10, r=10, t=90, b=10))
+    figs = [fig]
+    if imp.get('attention'):
+        a = np.asarray(imp['attention'], dtype='float64')
+        att = go.Figure(go.Scatter(x=np.arange(1 - len(a), 1), y=a, mode='lines+markers', name='mean attention'))
+        att.add_hline(y=1 / len(a), line_dash='dash', annotation_text='uniform')
+        att.update_layout(title='Mean attention over the lookback (the same validation windows): the weight of each bar, 0 = the decision bar',
+                          xaxis_title='bar, relative to the decision bar', yaxis_title='mean attention', height=320)
+        figs.append(att)
+    return figs
 
 # %% ../nbs/08a_report.ipynb #21877225
 def format_ci(m: dict, k: str) -> str:
