@@ -16,14 +16,18 @@ __all__ = ['SECTIONS', 'BOOKS', 'XS_KEYS', 'IMPORTANCE_WINDOWS', 'DataSpec', 'Fe
            'ModelSpec', 'TrainingSpec', 'EvaluationSpec', 'SearchSpec', 'Experiment', 'is_store', 'load_data',
            'select_symbols', 'resolved_out', 'feature_cache_dir', 'set_threads', 'resolve', 'cross_sectional_metrics',
            'metrics_row', 'json_safe', 'cost_model', 'per_symbol_books', 'panel_evaluation', 'store_baselines',
-           'memory_parts', 'store_parts', 'store_bars', 'session_gaps', 'train_pipeline']
+           'memory_parts', 'store_parts', 'store_bars', 'session_gaps', 'check_kind', 'train_pipeline']
 
 # %% ../nbs/08_pipeline.ipynb #33adc84a
 @dataclass
 class DataSpec:
     "Which bars: bundled data by name, a file or folder, and how a panel's bad rows are treated"
     source: str = 'sp500'              # 'sp500', 'nasdaq', 'stocks', a CSV/Parquet path, or a panel file or folder
-    on_invalid: str = 'error'          # panels: 'error' at the first bad row, or 'drop' bad rows/symbols and report them
+    on_invalid: str = 'error'          # 'error' at the first bad row or suspect bar, or 'drop' bad rows, spike bars (and a panel's symbols) and report them
+    adjust_splits: bool = False        # back-adjust prices (volume the other way) before a probable unadjusted split, reported split by split
+    spike_threshold: float = 12.0      # robust sigmas a one-bar spike's legs must pass (inf: no spike or split checks)
+    sep: str | None = None             # CSV delimiter (default: detected from the header)
+    decimal: str | None = None         # CSV decimal mark (default: detected: ',' where numbers are written 10,5)
     symbols: list[str] | None = None   # panels: keep only these symbols (default: all)
     min_symbols: int | None = None     # panels: split the span where at least this many symbols are listed (default: 80% of the most)
     n_jobs: int = 1                    # panels: feature worker processes (-1: one per core)
@@ -51,16 +55,19 @@ class TargetSpec:
 
 @dataclass
 class ModelSpec:
-    "The free sizes of `ModelConfig` (the design document's by default)"
-    conv_channels: int = 64      # Conv1d output channels
-    kernel_size: int = 3         # Conv1d kernel width
-    hidden_size: int = 128       # LSTM hidden size and attention width
-    num_layers: int = 2          # stacked LSTM layers
-    n_heads: int = 4             # attention heads; must divide `hidden_size`
+    "Which model and its free sizes (`ModelConfig`; the design document's hybrid by default)"
+    kind: str = 'hybrid'         # 'hybrid', 'lstm', 'gru', 'alstm', 'transformer', 'tcn' (networks) or 'lightgbm', 'linear' (tabular)
+    conv_channels: int = 64      # Conv1d output channels (hybrid); channels of each TCN block
+    kernel_size: int = 3         # Conv1d kernel width (hybrid, tcn)
+    hidden_size: int = 128       # LSTM/GRU hidden size and attention width; the transformer's width
+    num_layers: int = 2          # stacked LSTM/GRU layers, transformer layers, TCN blocks
+    n_heads: int = 4             # attention heads (hybrid, transformer); must divide `hidden_size`
     indicator_hidden: int = 64   # width of the technical branch
     head_hidden: int = 64        # width of the predictor's hidden layer
-    dropout: float = 0.2         # dropout after the conv block, between LSTM layers and in the predictor
-    gate: bool = True            # learned weighting of the two branches (false: plain concatenation)
+    dropout: float = 0.2         # dropout after the conv block, between recurrent layers, in the encoder and in the predictor
+    gate: bool = True            # hybrid: learned weighting of the two branches (false: plain concatenation)
+    rnn: str = 'gru'             # alstm: its recurrent cell, 'gru' or 'lstm'
+    num_leaves: int = 31         # lightgbm: leaves per tree
 
 @dataclass
 class TrainingSpec:
@@ -126,15 +133,20 @@ def is_store(source) -> bool:
 
 def load_data(
     source,                   # a frame, 'sp500' / 'nasdaq' / 'stocks', or whatever `load_ohlcv` / `load_panel` reads
-    on_invalid: str = 'error',  # panels: 'error' at the first bad row, or 'drop' bad rows/symbols and report them
+    on_invalid: str = 'error',  # 'error' at the first bad row or suspect bar, or 'drop' bad rows, spike bars (a panel's symbols with a split) and report them
+    adjust_splits: bool = False,   # back-adjust prices before a probable unadjusted split (see `load_ohlcv`)
+    spike_threshold: float = 12.0, # robust sigmas a one-bar spike's legs must pass (inf: no suspect-bar checks)
+    sep: str | None = None,        # CSV delimiter (default: detected)
+    decimal: str | None = None,    # CSV decimal mark (default: detected)
 ) -> tuple[pd.DataFrame, Path | None]:
     "A bundled series or panel by name, or whatever `load_ohlcv` / `load_panel` reads; with its file when there is one"
     if is_store(source): raise DataError(f"{source} is a feature store, not bars: `trading-nb train --data {source}` trains from it")
+    kw = dict(on_invalid=on_invalid, adjust_splits=adjust_splits, spike_threshold=spike_threshold)
     if isinstance(source, pd.DataFrame):
-        return (load_panel(source, on_invalid) if is_panel(source) else load_ohlcv(source)), None
+        return (load_panel(source, **kw) if is_panel(source) else load_ohlcv(source, **kw)), None
     if str(source) in SAMPLES: return load_sample(str(source), on_invalid=on_invalid), sample_path(str(source))
-    if is_panel(source): return load_panel(source, on_invalid), Path(source)
-    return load_ohlcv(source), Path(source)
+    if is_panel(source): return load_panel(source, **kw, sep=sep, decimal=decimal), Path(source)
+    return load_ohlcv(source, **kw, sep=sep, decimal=decimal), Path(source)
 
 def select_symbols(
     df: pd.DataFrame,                 # a series or a panel
@@ -306,7 +318,7 @@ def memory_parts(
     from trading_nb.inference import _file_sha256
     from trading_nb.panel import default_cache_dir
     d, f, s = exp.data, exp.features, exp.split
-    df, path = load_data(source, d.on_invalid)
+    df, path = load_data(source, d.on_invalid, d.adjust_splits, d.spike_threshold, d.sep, d.decimal)
     panel = isinstance(df.index, pd.MultiIndex)
     df = select_symbols(df, d.symbols)
     tgt = ('excess' if panel else 'raw') if exp.target.kind == 'auto' else exp.target.kind
@@ -321,7 +333,8 @@ def memory_parts(
     return train, val, test, dict(
         source=path.name if path else 'frame', sha256=_file_sha256(path) if path else None, rows=len(df), start=str(dates.min()),
         end=str(dates.max()), panel=panel, symbols=sorted(df.index.unique('symbol')) if panel else None,
-        dropped=df.attrs.get('dropped', []), frame=df, path=path, store=None, store_obj=None)
+        dropped=df.attrs.get('dropped', []), adjusted=df.attrs.get('adjusted', []), timezone=df.attrs.get('timezone'),
+        frame=df, path=path, store=None, store_obj=None)
 
 def store_parts(
     exp: Experiment,  # the run
@@ -384,6 +397,16 @@ def session_gaps(
     return dict(bar_spacing=str(step), targets=int(known.sum()), spanning_gap=k, share=k / max(int(known.sum()), 1))
 
 # %% ../nbs/08_pipeline.ipynb #3cf475e9
+def check_kind(
+    kind: str,          # `model.kind`
+    distributed: bool,  # running under torchrun
+):
+    "Refuse a tabular model under torchrun: it is fitted in one process"
+    from trading_nb.model import TABULAR_KINDS, TORCH_KINDS
+    if kind in TABULAR_KINDS and distributed:
+        raise ValueError(f"model.kind={kind!r} is a tabular model, fitted in one process: run it without torchrun "
+                         f"(torchrun trains the networks: {', '.join(TORCH_KINDS)})")
+
 IMPORTANCE_WINDOWS = 1000   # validation windows (whole dates for a panel) the permutation importance is measured on
 
 def train_pipeline(
@@ -394,7 +417,8 @@ def train_pipeline(
 ) -> dict | None:
     "Load, validate, featurise, split, train, evaluate against baselines and backtest; write the run folder (rank 0 under torchrun; other ranks return `None`)"
     from trading_nb.distributed import all_gather_objects, init_distributed
-    from trading_nb.model import ModelConfig, TradingModel
+    from trading_nb.model import ModelConfig, TABULAR_KINDS, build_model
+    from trading_nb.tabular import fit_tabular
     from trading_nb.train import fit, predict_dataset, set_seed
     from trading_nb.backtest import series_backtest
     from trading_nb.evaluate import baseline_predictions, compare, verdict
@@ -408,15 +432,19 @@ def train_pipeline(
     info, dev = init_distributed(t.device, t.dist_backend)
     out = resolved_out(exp)
     last = out / 'checkpoints' / 'last.pt'
-    if resume and not last.exists(): raise FileNotFoundError(f"{last}: no checkpoint to resume from; start without --resume")
+    tabular = exp.model.kind in TABULAR_KINDS
+    check_kind(exp.model.kind, info.enabled)
+    if resume and not tabular and not last.exists(): raise FileNotFoundError(f"{last}: no checkpoint to resume from; start without --resume")
     if info.main: out.mkdir(parents=True, exist_ok=True)
     source = d.source if data is None else data
     train, val, test, src = (store_parts(exp, source) if is_store(source) else memory_parts(exp, source, info.enabled))
     panel, tgt = src['panel'], train.target_kind if src['panel'] else 'raw'
     set_seed(seed)
-    model = TradingModel(ModelConfig(input_channels=train.n_channels, n_indicators=train.n_indicators, output_dim=train.output_dim,
-                                     lookback=lookback, **asdict(exp.model)))
-    res = fit(model, train, val, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, device=dev, patience=t.patience, seed=seed,
+    model = build_model(ModelConfig(input_channels=train.n_channels, n_indicators=train.n_indicators, output_dim=train.output_dim,
+                                    lookback=lookback, **asdict(exp.model)))
+    if tabular:   # one fit on rows of the windows (a store: a seeded sample of them, as its baselines): seconds to minutes, nothing to resume
+        res = fit_tabular(model, train, val, seed=seed, max_rows=ev.baseline_windows if src['store'] else None, threads=t.threads or 1)
+    else: res = fit(model, train, val, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, device=dev, patience=t.patience, seed=seed,
               checkpoint_dir=out / 'checkpoints', progress=t.progress, resume=last if resume else None, backend=t.dist_backend,
               sampler=t.sampler, steps_per_epoch=t.steps_per_epoch)
     proba, y = predict_dataset(model, test, res.device)   # under torchrun: every test window once, gathered from all ranks
@@ -430,11 +458,12 @@ def train_pipeline(
         model=metrics_row(cmp, 'model'), baselines={b: metrics_row(cmp, b) for b in base},
         verdict=verdict(proba, base, y, n_boot=n_boot, seed=seed, horizon=horizon),
         data=dict(source=src['source'], sha256=src['sha256'], rows=src['rows'], start=src['start'], end=src['end'], target=tgt,
+                  timezone=src.get('timezone'), adjusted=src.get('adjusted') or [],
                   train=[*map(str, train.date_span), len(train)], val=[*map(str, val.date_span), len(val)],
                   test=[str(dates.min()), str(dates.max()), len(test)], up_share_test=float(np.mean(y == train.n_classes - 1))),
         training=dict(epochs_run=len(res.history), best_epoch=res.best_epoch, device=str(res.device),
                       amp=str(res.amp_dtype).replace('torch.', '') if res.amp_dtype else 'fp32',
-                      samples_per_s=float(res.history.samples_per_s.median()), parameters=sum(p.numel() for p in model.parameters()),
+                      samples_per_s=float(res.history.samples_per_s.median()), parameters=model.num_parameters(), kind=exp.model.kind, windows=getattr(res, 'rows', len(train)),
                       lookback=lookback, horizon=horizon, seed=seed, world_size=res.world_size, backend=res.backend,
                       batch_size=t.batch_size, resumed=bool(resume)))
     metrics['importance'] = imp
@@ -472,6 +501,8 @@ def train_pipeline(
     else:
         eq, stats = series_backtest(src['frame'], proba, test.dates, horizon=horizon, **_exec_kw(ev, False))
         metrics['data']['gaps'] = session_gaps(src['frame'], test.dates, horizon=horizon)
+        metrics['data']['dropped'] = [dict(symbol=x['symbol'], date=x['date'], reason=x['reason']) for x in src['dropped']]   # spike bars, with --on-invalid drop
+        if src['dropped']: pd.DataFrame(metrics['data']['dropped'], columns=['symbol', 'date', 'reason']).to_csv(out / 'dropped.csv', index=False)
         metrics['backtest'] = dict(cost_bps=cost_bps, periods_per_year=eq.attrs.get('periods_per_year'), **stats)
         metrics['warnings'] = stats['warnings']
     metrics['training']['seconds'] = time.perf_counter() - t0
