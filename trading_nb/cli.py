@@ -15,7 +15,8 @@ from .experiment import compare_runs, comparison_caution, experiment_from_args, 
 
 # %% auto #0
 __all__ = ['cmd_train', 'cmd_predict', 'cmd_replay', 'cmd_serve', 'cmd_evaluate', 'cmd_report', 'cmd_features', 'cmd_summary',
-           'add_config_arguments', 'cmd_tune', 'cmd_compare', 'add_experiment_commands', 'build_parser', 'main']
+           'add_config_arguments', 'cmd_tune', 'cmd_compare', 'add_experiment_commands', 'cmd_benchmark',
+           'add_benchmark_command', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #430e0453
 def _fmt(v) -> str:
@@ -234,6 +235,39 @@ def add_experiment_commands(sub):
     c.add_argument('--out', default=None, help='HTML page to write (default: comparison.html beside the first run)')
     c.set_defaults(func=cmd_compare)
 
+# %% ../nbs/10_cli.ipynb #a905dd33
+def cmd_benchmark(a) -> int:
+    "`trading-nb benchmark`: model kinds x seeds, each a run folder, then the table of means and spreads over seeds"
+    from trading_nb.benchmark import parse_models, run_benchmark
+    exp = experiment_from_args(a)
+    try: s = run_benchmark(exp, parse_models(a.models), a.seeds, a.bench_out)
+    except KeyboardInterrupt:
+        print(f"trading-nb benchmark: interrupted; the same command resumes (finished runs in {a.bench_out} are kept)", file=sys.stderr)
+        return 130
+    print(s['markdown'])
+    out = Path(a.bench_out)
+    print(f"table: {out / 'benchmark.md'}\npage:  {out / 'benchmark.html'}\njson:  {out / 'benchmark.json'}\nruns:  {out}/<kind>/seed<k> (trading-nb compare / report work on each)")
+    return 0
+
+def add_benchmark_command(sub):
+    "The `benchmark` subcommand, on `build_parser`'s subparsers"
+    from trading_nb.model import MODEL_KINDS
+    b = sub.add_parser('benchmark', help='model kinds x seeds on the same data and splits: mean +- std of IC, rank IC, the book, AUC',
+                       description='Train every model kind of --models with --seeds seeds on the experiment (each a normal run folder OUT/<kind>/seed<k>), '
+                                   'then write benchmark.md, benchmark.json and benchmark.html: mean +- std over seeds of IC, ICIR, rank IC, rank ICIR, '
+                                   'the book after costs, accuracy, ROC AUC, training time and parameters. Resumable: finished runs are kept.')
+    add_config_arguments(b)
+    b.add_argument('--models', default=','.join(MODEL_KINDS), help=f"comma-separated model kinds (default: all of {','.join(MODEL_KINDS)})")
+    b.add_argument('--seeds', type=int, default=5, help='seeds per kind: training.seed, training.seed + 1, ... (default: 5)')
+    b.add_argument('--out', dest='bench_out', metavar='OUT', default='runs/bench', help='the benchmark folder (default: runs/bench)')
+    b.add_argument('--data', default=None, help="the experiment's data (a bundled name, a file, a panel folder or a feature store)")
+    b.add_argument('--on-invalid', choices=['error', 'drop'], default=None, help="panels: stop at the first bad row, or drop bad rows and symbols")
+    b.add_argument('--epochs', type=int, default=None, help='most epochs per run (default: the experiment\'s)')
+    b.add_argument('--device', choices=['auto', 'cpu', 'cuda', 'mps'], default=None, help='where to train (default: the experiment\'s)')
+    b.add_argument('--threads', type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    b.add_argument('--quiet', action='store_true', help='no progress bars')
+    b.set_defaults(func=cmd_benchmark)
+
 # %% ../nbs/10_cli.ipynb #c0ca9551
 def build_parser() -> argparse.ArgumentParser:
     "The `trading-nb` argument parser"
@@ -370,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument('--threads', **threads)
     v.set_defaults(func=cmd_serve)
     add_experiment_commands(sub)   # tune and compare (09_experiment does the work)
+    add_benchmark_command(sub)     # kinds x seeds (09a_benchmark)
     return p
 
 def main(argv: list[str] | None = None) -> int:
