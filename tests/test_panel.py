@@ -91,3 +91,187 @@ def test_excess_needs_a_cross_section(stocks):
 
 # The planted cross-sectional signal (a synthetic panel whose next excess return leans on its last 5 returns) is learned in
 # nbs/06b_panel_study.ipynb, under nbdev_test: the model reaches about 95% of the ideal rule's rank IC there.
+
+
+# Cross-sectional normalisation (features.cross_section): one date's rows only, the same in training, predict and the panel stream
+
+from scipy.stats import rankdata
+from trading_nb.data import DataError
+from trading_nb.features import warmup_bars
+from trading_nb.panel import cross_section_normalize, panel_features
+
+@pytest.fixture(scope='module')
+def ragged():
+    "What real panels have: a late listing (S001), a symbol too short for a 20-bar window that still counts on its dates (S003), a missing day (S004)"
+    p = make_synthetic_panel(5, 560, seed=21)
+    parts = {s: g.droplevel('symbol') for s, g in p.groupby(level='symbol')}
+    parts['S001'] = parts['S001'].iloc[80:]
+    parts['S003'] = parts['S003'].iloc[-(warmup_bars() + 15):]
+    parts['S004'] = parts['S004'].drop(parts['S004'].index[400])
+    return pd.concat(parts, names=['symbol', 'date']).sort_index()
+
+def _dates(frame): return frame.index.get_level_values('date')
+
+def test_zscore_and_rank_per_date(ragged):
+    feats, _ = panel_features(ragged)
+    sym = feats.index.get_level_values('symbol')
+    pos = np.unique(_dates(feats), return_inverse=True)[1]
+    feats = feats[(pos >= 20) | (sym == 'S000') | ((pos >= 10) & (sym == 'S002'))]   # 10 dates of one name, 10 of two
+    n = feats.groupby(level='date').size()
+    assert n.min() == 1 and n.max() == 5 and (n == 2).sum() == 10
+    z = cross_section_normalize(feats, 'zscore')
+    g = z.groupby(level='date')
+    assert g.mean()[n >= 2].abs().to_numpy().max() < 1e-12
+    sd = g.std(ddof=0)[n >= 2].to_numpy()
+    assert np.all((np.abs(sd - 1) < 1e-9) | (sd == 0))                       # 1, or 0 for a column flat across the names that date
+    assert (z[_dates(z).isin(n.index[n == 1])] == 0).all().all()             # one listed name: 0
+    two = n.index[n == 2]
+    assert np.allclose(np.abs(z[_dates(z).isin(two)]).to_numpy()[:, :3], 1)   # two names: -1 and +1
+    # ranks with ties: integer-valued features, compared with scipy's average ranks, date by date
+    ints = pd.DataFrame(np.random.default_rng(0).integers(0, 3, feats.shape).astype(float), index=feats.index, columns=feats.columns)
+    r = cross_section_normalize(ints, 'rank')
+    for d, rows in ints.groupby(level='date'):
+        k = len(rows)
+        want = np.zeros(rows.shape) if k == 1 else (rankdata(rows.to_numpy(), axis=0) - 1) / (k - 1) - 0.5
+        assert np.array_equal(r.loc[rows.index].to_numpy(), want), d
+
+@pytest.mark.parametrize('method', ['zscore', 'rank'])
+def test_a_changed_bar_moves_only_the_dates_it_touches(ragged, method):
+    "One bar of S002 changed: the normalised rows of every symbol change exactly on the dates where S002's own features changed"
+    t = _dates(ragged).unique()[450]
+    shocked = ragged.copy()
+    shocked.loc[('S002', t), ['open', 'high', 'low', 'close']] *= 1.05
+    raw_a, raw_b = panel_features(ragged)[0], panel_features(shocked)[0]
+    own = raw_a.loc['S002'].index[(raw_a.loc['S002'] != raw_b.loc['S002']).any(axis=1).to_numpy()]
+    assert own.min() == t and len(own) > 1                                   # the indicators carry the change forward
+    a, b = TradingDataset(ragged, lookback=20, cross_section=method), TradingDataset(shocked, lookback=20, cross_section=method)
+    moved = (a.features != b.features).any(axis=1)
+    assert set(_dates(a.features)[moved.to_numpy()]) <= set(own)               # nothing moves on another date
+    others = moved.to_numpy() & (a.features.index.get_level_values('symbol') != 'S002')
+    assert others.any()                                                      # the others' values are measured against S002's
+    # with the training scaler fixed, the windows touched are those that contain one of those dates
+    b2 = TradingDataset(shocked, lookback=20, cross_section=method, scaler=a.scaler)
+    touched = changed_windows(a, b2)
+    assert len(touched) and a.dates[touched].min() >= t
+
+def _model(train, path, seed=0):
+    from trading_nb.inference import export_model
+    from trading_nb.model import ModelConfig, TradingModel
+    torch.manual_seed(seed)
+    m = TradingModel(ModelConfig(input_channels=train.n_channels, n_indicators=train.n_indicators, output_dim=2, lookback=train.lookback,
+                                 conv_channels=8, hidden_size=16, n_heads=2, indicator_hidden=8, head_hidden=8)).eval()
+    return export_model(m, path, train)
+
+@pytest.fixture(scope='module')
+def cs_models(ragged, tmp_path_factory):
+    from trading_nb.inference import setup_inference
+    d = tmp_path_factory.mktemp('cs')
+    out = {}
+    for method in ('zscore', 'rank'):
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            tr, _, _ = chronological_split(ragged, lookback=20, target='excess', cross_section=method)
+        out[method] = setup_inference(_model(tr, d / f'{method}.pt'), device='cpu')
+    return out
+
+@pytest.mark.parametrize('method', ['zscore', 'rank'])
+def test_panel_stream_equals_predict(ragged, cs_models, method):
+    from trading_nb.inference import predict, replay
+    im = cs_models[method]
+    assert im.manifest['cross_section'] == im.cross_section == method      # the model carries it: nobody passes it again
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        b = predict(im, ragged)
+    r = replay(im, ragged)
+    assert r.index.equals(b.index) and r.attrs['rejected'] == []
+    assert np.abs(r[im.columns].to_numpy() - b[im.columns].to_numpy()).max() <= 1e-6 and (r.signal == b.signal).all()
+    assert 'S003' not in b.index.unique('symbol')                          # too short for a window ...
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        without = predict(im, ragged.drop(index='S003', level='symbol'))
+    listed = _dates(panel_features(ragged)[0].loc[['S003']])
+    near = b.index.get_level_values('date') >= listed.min()
+    assert not np.allclose(without.loc[b.index[near], 'p_up'], b.loc[near, 'p_up'])   # ... but listed on its dates: the others move
+    assert np.array_equal(without.loc[b.index[~near], 'p_up'], b.loc[~near, 'p_up'])  # windows before it: unchanged
+    # a symbol in its warm-up is not listed: windows that end before S001's first feature row are as without S001
+    first = panel_features(ragged)[0].loc['S001'].index.min()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        no1 = predict(im, ragged.drop(index='S001', level='symbol'))
+    early = (b.index.get_level_values('date') < first) & (b.index.get_level_values('symbol') != 'S001')
+    assert early.sum() > 50 and np.array_equal(no1.loc[b.index[early], 'p_up'], b.loc[early, 'p_up'])
+
+def test_a_missing_symbol_in_a_tick_is_never_silent(ragged, cs_models):
+    "A tick without a symbol the panel has that date, its bar coming later: the late bar is rejected with the reason"
+    from trading_nb.inference import StreamStates, _ticks, predict
+    im = cs_models['zscore']
+    d = _dates(ragged).unique()
+    ss = StreamStates(im, history=ragged[_dates(ragged) < d[-3]])
+    tick = _ticks(ragged[_dates(ragged) == d[-3]])[0]
+    assert [b['symbol'] for b in tick] == ['S000', 'S001', 'S002', 'S003', 'S004']
+    answered = ss.update([b for b in tick if b['symbol'] != 'S002'])
+    late = ss.update([b for b in tick if b['symbol'] == 'S002'])[0]
+    assert late['status'] == 'rejected' and 'is closed' in late['reason'] and 'one tick' in late['reason']
+    assert ss.states['S002'].rejected == 1 and ss.closed == d[-3]
+    # the answers given were for the cross-section of four: not the batch's five, and they say which symbols made it
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        b = predict(im, ragged)
+    ok = [a for a in answered if a['status'] == 'ok']
+    assert ok and not np.allclose([a['p_up'] for a in ok], b.loc[[(a['symbol'], a['date']) for a in ok], 'p_up'].to_numpy(), atol=1e-6)
+
+def test_single_symbol_and_store_refuse(ragged, cs_models, stocks, tmp_path):
+    from trading_nb.inference import StreamState, StreamStates, predict, predict_store, replay
+    from trading_nb.pipeline import DataSpec, Experiment, FeatureSpec, store_parts
+    from trading_nb.store import build_store
+    im = cs_models['rank']
+    msg = "has no cross-section"
+    for f in (lambda: predict(im, ragged.loc['S000']), lambda: replay(im, ragged.loc['S000']),
+              lambda: StreamStates(im, history=ragged.loc['S000']), lambda: StreamState(im, history=ragged.loc['S000'])):
+        with pytest.raises(DataError, match=msg): f()
+    with pytest.raises(ValueError, match="a StreamState serves one series, which has no cross-section"): StreamState(im).update(next(ragged.iterrows()))
+    with pytest.raises(DataError, match=r"the panel has one symbol \('S000'\)"): predict(im, ragged.loc[['S000']])
+    with pytest.raises(DataError, match="a single series has no cross-section: use cross_section='none'"):
+        TradingDataset(stocks.loc['IBM'], cross_section='zscore')
+    with pytest.raises(DataError, match=r"the panel has one symbol \('IBM'\)"): chronological_split(stocks.loc[['IBM']], cross_section='rank')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        st = build_store(ragged, tmp_path / 'store')
+    with pytest.raises(DataError, match="a feature store does not support"): predict_store(im, st, tmp_path / 'p.csv')
+    exp = Experiment(data=DataSpec(source=str(tmp_path / 'store')), features=FeatureSpec(lookback=20, cross_section='zscore'))
+    with pytest.raises(ValueError, match="not supported with a feature store.*in memory"): store_parts(exp, tmp_path / 'store')
+
+def test_manifest_round_trip(cs_models, tmp_path):
+    from trading_nb.inference import ModelFileError, _digest, setup_inference
+    im = cs_models['zscore']
+    ck = torch.load(im.path, weights_only=True)
+    assert ck['manifest']['cross_section'] == 'zscore'
+    assert setup_inference(im.path, device='cpu').cross_section == 'zscore'
+    for value, ok in (('median', False), (None, True)):                    # a value it does not know; a file from before the setting
+        m = dict(ck['manifest'])
+        if value is None: m.pop('cross_section')
+        else: m['cross_section'] = value
+        bad = dict(ck, manifest=m, sha256=_digest(ck['config'], m, ck['state_dict']))
+        torch.save(bad, tmp_path / 'm.pt')
+        if ok: assert setup_inference(tmp_path / 'm.pt', device='cpu').cross_section == 'none'
+        else:
+            with pytest.raises(ModelFileError, match="cross_section 'median' is not one of"): setup_inference(tmp_path / 'm.pt', device='cpu')
+
+def test_cross_section_through_the_cli(ragged, tmp_path):
+    "trading-nb train --cross-section rank on a panel file: the run records it, predict and replay apply it unasked and agree; a series is refused"
+    import subprocess, sys, tomllib
+    from pathlib import Path
+    exe = str(Path(sys.executable).parent / 'trading-nb')
+    cli = lambda *a: subprocess.run([exe, *map(str, a)], capture_output=True, text=True, timeout=900)
+    ragged.to_csv(tmp_path / 'panel.csv')
+    r = cli('train', '--data', tmp_path / 'panel.csv', '--out', tmp_path / 'run', '--epochs', '1', '--lookback', '20', '--cross-section', 'rank',
+            '--cache-dir', 'none', '--quiet')
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert tomllib.loads((tmp_path / 'run' / 'config.toml').read_text())['features']['cross_section'] == 'rank'
+    assert torch.load(tmp_path / 'run' / 'model.pt', weights_only=True)['manifest']['cross_section'] == 'rank'
+    for cmd in ('predict', 'replay'): assert cli(cmd, '--model', tmp_path / 'run' / 'model.pt', '--data', tmp_path / 'panel.csv', '--out', tmp_path / f'{cmd}.csv').returncode == 0
+    p, s = pd.read_csv(tmp_path / 'predict.csv'), pd.read_csv(tmp_path / 'replay.csv')
+    assert len(p) == len(s) > 0 and np.abs(p['p_up'] - s['p_up']).max() <= 1e-5
+    ragged.loc['S000'].to_csv(tmp_path / 'one.csv')
+    r = cli('train', '--data', tmp_path / 'one.csv', '--out', tmp_path / 'run1', '--epochs', '1', '--lookback', '20', '--cross-section', 'zscore', '--quiet')
+    assert r.returncode != 0 and "a single series has no cross-section: use cross_section='none'" in r.stderr
