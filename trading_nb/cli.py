@@ -172,19 +172,36 @@ def cmd_features(a) -> int:
     print(f"train from it: trading-nb train --data {a.store}")
     return 0
 
+_PERCENT = {'total_return': '{:+,.1%}', 'annual_volatility': '{:.1%}', 'max_drawdown': '{:.1%}', 'up_bars': '{:.1%}'}
+
+def _listed(items: list, what: str, first: int | None) -> list[str]:
+    "Terminal lines for a list (dropped rows, adjusted splits): the count, the `first` few (all: `None`), then how to see the rest"
+    if not items: return [f"  {what:<18}none"]
+    lines = [f"  {what:<18}{len(items):,}"] + [f"    {d.get('symbol') or ''} {d.get('date') or ''} {d['reason']}".replace('     ', '    ')
+                                                for d in items[:first]]
+    if first is not None and len(items) > first: lines.append(f"    ... and {len(items) - first:,} more (--all lists every one)")
+    return lines
+
 def cmd_summary(a) -> int:
-    df, _ = load_data(a.data, a.on_invalid)
+    "`trading-nb summary`: load and validate bars, then their headline figures, their time zone and what was dropped or adjusted"
+    df, _ = load_data(a.data, a.on_invalid, a.adjust_splits, a.spike_threshold, a.sep, a.decimal)
+    first = None if a.all else 5
     if not isinstance(df.index, pd.MultiIndex):
         print(f"{a.data}: valid OHLCV")
-        for k, v in summarize_ohlcv(df).items(): print(f"  {k:<18}{_fmt(v)}")
-        return 0
-    s = summarize_panel(df)
-    print(f"{a.data}: a valid panel of {s['symbols']} symbols, {s['rows']:,} bars, {s['start'][:10]} to {s['end'][:10]} ({s['dates']:,} dates)")
-    per = pd.DataFrame(s['bars_per_symbol']).T
-    print('\n'.join('  ' + line for line in per.to_string().splitlines()))
-    print(f"  dropped: {len(s['dropped']) or 'nothing'}")
-    for d in s['dropped']: print(f"    {d['symbol']} {d['date'] or ''} {d['reason']}")
+        s = summarize_ohlcv(df)
+    else:
+        s = summarize_panel(df)
+        print(f"{a.data}: a valid panel of {s['symbols']:,} symbols, {s['rows']:,} bars, {s['start'][:10]} to {s['end'][:10]} ({s['dates']:,} dates)")
+        per = pd.DataFrame(s.pop('bars_per_symbol')).T
+        shown = per if a.all or len(per) <= 20 else per.head(10)
+        print('\n'.join('  ' + line for line in shown.to_string().splitlines()))
+        if len(shown) < len(per): print(f"  ... and {len(per) - len(shown):,} more symbols (--all lists every one)")
+    for k, v in s.items():
+        if k in ('symbols', 'rows', 'start', 'end', 'dates') and isinstance(df.index, pd.MultiIndex) or isinstance(v, list): continue
+        print(f"  {k:<18}{_PERCENT[k].format(v) if k in _PERCENT else _fmt(v)}")
+    print('\n'.join(_listed(s['dropped'], 'dropped', first) + _listed(s['adjusted'], 'split-adjusted', first)))
     return 0
+
 
 # %% ../nbs/10_cli.ipynb #22377009
 def add_config_arguments(p: argparse.ArgumentParser):
@@ -235,7 +252,7 @@ def add_experiment_commands(sub):
     c.add_argument('--out', default=None, help='HTML page to write (default: comparison.html beside the first run)')
     c.set_defaults(func=cmd_compare)
 
-# %% ../nbs/10_cli.ipynb #a905dd33
+# %% ../nbs/10_cli.ipynb #b4c595f9
 def cmd_benchmark(a) -> int:
     "`trading-nb benchmark`: model kinds x seeds, each a run folder, then the table of means and spreads over seeds"
     from trading_nb.benchmark import parse_models, run_benchmark
@@ -278,8 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
     dev = dict(choices=['auto', 'cpu', 'cuda', 'mps'], default='auto', help='where to run (default: CUDA, then MPS, then CPU)')
     threads = dict(type=int, default=None, help="CPU threads for torch (default: torch's choice, one per core; "
                                                   "on a busy machine 1 can be much faster)")
-    invalid = dict(choices=['error', 'drop'], default='error', help="panels: stop at the first bad row (error, the default) or drop bad rows "
-                                                                    "and symbols, reporting each one (drop)")
+    invalid = dict(choices=['error', 'drop'], default='error', help="stop at the first bad row or suspect bar (error, the default) or drop bad rows, "
+                                                                    "spike bars and a panel's symbols with an unadjusted split, reporting each one (drop)")
+    def reading(p, default=False):
+        "The flags that say how to read a user's file: its CSV dialect and what to do with suspect bars"
+        p.add_argument('--adjust-splits', action='store_true', default=None if default is None else False,
+                       help='back-adjust prices (and volume the other way) before a probable unadjusted split, reported split by split')
+        p.add_argument('--spike-threshold', type=float, default=None if default is None else 12.0, metavar='SIGMAS',
+                       help='robust sigmas a one-bar spike must be from both neighbours to be refused (default: 12; inf turns the spike and split checks off)')
+        p.add_argument('--sep', default=None, help="CSV delimiter, e.g. ';' (default: detected from the header)")
+        p.add_argument('--decimal', default=None, choices=['.', ','], help="CSV decimal mark (default: detected: ',' where numbers are written 10,5)")
     execution = dict(choices=['next_open', 'next_close', 'close'], default='next_open',
                      help="when a position decided on bar t's close trades: next_open (default: bar t+1's open), next_close, or close (bar t's close, "
                           "which no one could trade at; only for comparison)")
@@ -310,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                            "intraday ICs first (day: minute bars read as daily research reads them)")
     t.add_argument('--participation', type=float, default=None, help="panels: share of a name's traded value the book may trade per bar, for its capacity (default: 0.1)")
     t.add_argument('--on-invalid', **{**invalid, 'default': None})
+    reading(t, None)   # defaults None: only the flags given override the experiment file
     t.add_argument('--target', choices=['auto', 'raw', 'excess'], default=None,
                    help="what the direction classes are of: the raw move, or the move relative to the date's cross-sectional mean "
                         "(excess, panels only); auto (the default): excess for a panel, raw for a series")
@@ -379,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser('summary', help='load, validate and summarise OHLCV data', description='Load and validate OHLCV bars (a series or a panel), then print headline figures.')
     s.add_argument('--data', default='sp500', help=data_help + ' (default: sp500)')
     s.add_argument('--on-invalid', **invalid)
+    reading(s)
+    s.add_argument('--all', action='store_true', help='list every symbol, dropped row and adjusted split (default: the first few)')
     s.set_defaults(func=cmd_summary)
     v = sub.add_parser('serve', help='the live service: bars in over a WebSocket or HTTP, answers out, states kept across restarts',
                        description="Serve a model (07a_serve): WebSocket /stream and POST /bars take bars as JSON (the data files' field names; "

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['PRICE_COLS', 'OHLCV_COLS', 'ON_INVALID', 'SPIKE_THRESHOLD', 'SPIKE_FLOOR', 'SPLIT_RATIOS', 'SAMPLES', 'PANEL_SAMPLES',
-           'SYMBOL_NAMES', 'PANEL_FILES', 'DataError', 'validate_ohlcv', 'suspect_bars', 'SpikeGuard', 'load_ohlcv',
-           'sample_path', 'load_sample', 'bar_spacing', 'summarize_ohlcv', 'make_synthetic', 'is_panel',
+__all__ = ['PRICE_COLS', 'OHLCV_COLS', 'ON_INVALID', 'SPIKE_THRESHOLD', 'SPIKE_FLOOR', 'SPLIT_RATIOS', 'STREAM_FLOOR', 'SAMPLES',
+           'PANEL_SAMPLES', 'SYMBOL_NAMES', 'PANEL_FILES', 'DataError', 'validate_ohlcv', 'suspect_bars', 'SpikeGuard',
+           'load_ohlcv', 'sample_path', 'load_sample', 'bar_spacing', 'summarize_ohlcv', 'make_synthetic', 'is_panel',
            'validate_panel', 'load_panel', 'summarize_panel', 'make_synthetic_panel']
 
 # %% ../nbs/00_data.ipynb #8569b8bc
@@ -214,29 +214,44 @@ def _screen(
                          + (", or drop the symbol with on_invalid='drop'" if symbol is not None else '') + f"; {off}")
 
 # %% ../nbs/00_data.ipynb #5a591166
+STREAM_FLOOR = 2.0   # the stream refuses only moves of at least +200% / -67% (x3 or /3): one-sided, it cannot tell a crash from a print
+
 class SpikeGuard:
-    "The stream's causal spike check: a close more than `threshold` robust sigmas (and 10%) from the last accepted one is held back, unless the bar before was held back at that level"
+    "The stream's causal spike check: a close more than `threshold` robust sigmas (and x3) from the last accepted one is held back, unless the bar before was held back at that level"
     def __init__(self,
                  threshold: float = SPIKE_THRESHOLD,  # robust sigmas (`math.inf`: no check)
-                 window: int = _WINDOW,              # past moves in the robust scale
+                 floor: float = STREAM_FLOOR,         # ... and at least this move (2.0: x3 or /3)
+                 window: int = _WINDOW,               # past moves in the robust scale
                 ):
-        self.threshold, self.moves, self.close, self.held = threshold, deque(maxlen=window), None, None
+        self.threshold, self.floor, self.moves, self.close, self.held = threshold, floor, deque(maxlen=window), None, None
 
     def check(self, close: float) -> str | None:
         "The reason to reject a bar with this close, or `None` to take it"
         if self.close is None or len(self.moves) < 10 or not self.threshold < math.inf: return None
         r, s = math.log(close / self.close), 1.4826 * float(np.median(self.moves))
-        limit = max(self.threshold * s, math.log1p(SPIKE_FLOOR))
+        limit = max(self.threshold * s, math.log1p(self.floor))
         held, self.held = self.held, None
         if abs(r) <= limit or (held is not None and abs(math.log(close / held)) <= limit): return None   # a normal move, or a new level the next bar confirmed
         self.held = close
         return (f"close {_num(close)} is {_pct(r)} from the last accepted close {_num(self.close)}, {abs(r) / s if s else math.inf:,.0f} robust sigmas "
-                f"(threshold {self.threshold:g}): a one-bar spike? Not taken; if the next bar confirms this level, it is taken as a real move")
+                f"(threshold {self.threshold:g}, and at least x{1 + self.floor:g}): a one-bar spike? Not taken; if the next bar confirms this level, it is taken as a real move")
 
     def take(self, close: float):
         "Record the close of a bar the stream took"
         if self.close is not None: self.moves.append(abs(math.log(close / self.close)))
         self.close = close
+
+    def state_dict(self) -> dict:
+        "The guard as plain values (for a stream's snapshot)"
+        return dict(threshold=self.threshold, floor=self.floor, moves=list(self.moves), close=self.close, held=self.held)
+
+    @classmethod
+    def from_state_dict(cls, d: dict) -> 'SpikeGuard':
+        "A guard from `state_dict`'s values"
+        g = cls(d['threshold'], d['floor'])
+        g.moves.extend(d['moves'])
+        g.close, g.held = d['close'], d['held']
+        return g
 
 # %% ../nbs/00_data.ipynb #b105abf7
 _SEPS = (',', ';', '\t', '|')
@@ -456,7 +471,7 @@ def bar_spacing(df: pd.DataFrame) -> pd.Timedelta:
     return pd.Timedelta(df.index.to_series().diff().median())
 
 def summarize_ohlcv(df: pd.DataFrame) -> dict:
-    "Headline figures of a validated OHLCV frame"
+    "Headline figures of a validated OHLCV frame; its time zone (what the timestamps were, what they became), the bars dropped and the splits adjusted"
     r = np.log(df.close).diff().dropna()
     per_year = 252 if bar_spacing(df) >= pd.Timedelta('20h') else 252 * (pd.Timedelta('6.5h') / bar_spacing(df))
     peak = df.close.cummax()
@@ -464,7 +479,8 @@ def summarize_ohlcv(df: pd.DataFrame) -> dict:
                 first_close=float(df.close.iloc[0]), last_close=float(df.close.iloc[-1]),
                 total_return=float(df.close.iloc[-1] / df.close.iloc[0] - 1),
                 annual_volatility=float(r.std() * math.sqrt(per_year)),
-                max_drawdown=float((df.close / peak - 1).min()), up_bars=float((r > 0).mean()))
+                max_drawdown=float((df.close / peak - 1).min()), up_bars=float((r > 0).mean()),
+                timezone=df.attrs.get('timezone'), dropped=list(df.attrs.get('dropped', [])), adjusted=list(df.attrs.get('adjusted', [])))
 
 # %% ../nbs/00_data.ipynb #b4a53593
 def make_synthetic(
@@ -697,7 +713,8 @@ def summarize_panel(panel: pd.DataFrame) -> dict:
     per = pd.DataFrame({'bars': g.size(), 'start': g.apply(lambda d: str(d.index[0][1].date())),
                         'end': g.apply(lambda d: str(d.index[-1][1].date())), 'zero_volume': g['volume'].apply(lambda v: int((v == 0).sum()))})
     return dict(symbols=int(len(per)), rows=int(len(panel)), start=str(dates.min()), end=str(dates.max()), dates=int(dates.nunique()),
-                bars_per_symbol=per.to_dict('index'), dropped=list(panel.attrs.get('dropped', [])))
+                bars_per_symbol=per.to_dict('index'), timezone=panel.attrs.get('timezone'),
+                dropped=list(panel.attrs.get('dropped', [])), adjusted=list(panel.attrs.get('adjusted', [])))
 
 # %% ../nbs/00_data.ipynb #f990b494
 def make_synthetic_panel(

@@ -11,6 +11,7 @@ from typing import Union, get_args, get_origin, get_type_hints
 import numpy as np
 import pandas as pd
 from .data import DataError
+from .model import MODEL_KINDS
 from .pipeline import (SECTIONS, DataSpec, EvaluationSpec, Experiment, FeatureSpec, ModelSpec, SearchSpec, SplitSpec,
                                  TargetSpec, TrainingSpec, feature_cache_dir, load_data, resolve, resolved_out, select_symbols,
                                  set_threads, train_pipeline)
@@ -26,7 +27,7 @@ __all__ = ['CHOICES', 'RANGES', 'SEARCHABLE', 'FLAGS', 'INTERVAL_METRICS', 'KEY_
 class ExperimentError(ValueError):
     "An experiment file, flag or `--set` that names an unknown key or gives a value the key does not allow"
 
-CHOICES = {'data.on_invalid': ('error', 'drop'), 'evaluation.execution': ('next_open', 'next_close', 'close'),
+CHOICES = {'model.kind': MODEL_KINDS, 'model.rnn': ('gru', 'lstm'), 'data.on_invalid': ('error', 'drop'), 'data.sep': (',', ';', '\t', '|'), 'data.decimal': ('.', ','), 'evaluation.execution': ('next_open', 'next_close', 'close'),
            'evaluation.costs': ('auto', 'spread', 'bps'), 'evaluation.aggregate': ('bar', 'day'), 'evaluation.spread_method': ('abdi_ranaldo', 'corwin_schultz'), 'target.kind': ('auto', 'raw', 'excess'), 'features.cross_section': ('none', 'zscore', 'rank'),
            'training.device': ('auto', 'cpu', 'cuda', 'mps'), 'training.sampler': ('auto', 'permutation', 'blocks'), 'training.dist_backend': ('auto', 'gloo', 'nccl'),
            'search.metric': ('auto', 'auc', 'accuracy', 'balanced_accuracy', 'mcc', 'log_loss', 'rank_ic')}
@@ -34,12 +35,13 @@ CHOICES = {'data.on_invalid': ('error', 'drop'), 'evaluation.execution': ('next_
 _AT_LEAST_1 = {'features.lookback', 'target.horizon', 'training.epochs', 'training.batch_size', 'training.patience', 'training.threads',
                'evaluation.top_k', 'evaluation.baseline_windows', 'training.steps_per_epoch', 'data.min_symbols', 'search.trials', 'search.folds'} | {f'model.{f.name}' for f in fields(ModelSpec) if f.type == 'int'}
 RANGES = {**{k: (lambda v: v >= 1, 'at least 1') for k in _AT_LEAST_1},
-          'split.gap': (lambda v: v >= 0, 'at least 0'), 'evaluation.n_boot': (lambda v: v >= 0, 'at least 0'),
+          'model.num_leaves': (lambda v: v >= 2, 'at least 2'), 'split.gap': (lambda v: v >= 0, 'at least 0'), 'evaluation.n_boot': (lambda v: v >= 0, 'at least 0'),
           'evaluation.cost_bps': (lambda v: 0 <= v < math.inf, 'a finite number >= 0'), 'training.lr': (lambda v: 0 < v < math.inf, 'a finite number > 0'),
           'split.val_frac': (lambda v: 0 < v < 1, 'in (0, 1)'), 'split.test_frac': (lambda v: 0 < v < 1, 'in (0, 1)'),
           'model.dropout': (lambda v: 0 <= v < 1, 'in [0, 1)'), 'evaluation.participation': (lambda v: 0 < v <= 1, 'in (0, 1]'),
           'evaluation.min_traded_value': (lambda v: 0 <= v < math.inf, 'a finite number >= 0'), 'evaluation.max_stale': (lambda v: v >= 0, 'at least 0'),
-          'evaluation.spread_window': (lambda v: v >= 2, 'at least 2'), 'evaluation.universe_window': (lambda v: v >= 1, 'at least 1'), 'data.n_jobs': (lambda v: v == -1 or v >= 1, '-1 (one per core) or at least 1')}
+          'evaluation.spread_window': (lambda v: v >= 2, 'at least 2'), 'evaluation.universe_window': (lambda v: v >= 1, 'at least 1'), 'data.n_jobs': (lambda v: v == -1 or v >= 1, '-1 (one per core) or at least 1'),
+          'data.spike_threshold': (lambda v: v > 0, 'a number > 0 (inf: no spike or split checks)')}
 
 # %% ../nbs/09_experiment.ipynb #ea859bb1
 _WORDS = {int: 'an integer', float: 'a number', str: 'a string', bool: 'true or false'}
@@ -280,9 +282,9 @@ def apply_overrides(
     return exp
 
 # %% ../nbs/09_experiment.ipynb #4964e8d6
-FLAGS = dict(data='data.source', out='out', epochs='training.epochs', lookback='features.lookback', horizon='target.horizon',
+FLAGS = dict(data='data.source', out='out', model='model.kind', epochs='training.epochs', lookback='features.lookback', horizon='target.horizon',
              seed='training.seed', device='training.device', batch_size='training.batch_size', lr='training.lr',
-             patience='training.patience', cost_bps='evaluation.cost_bps', on_invalid='data.on_invalid', target='target.kind',
+             patience='training.patience', cost_bps='evaluation.cost_bps', on_invalid='data.on_invalid', adjust_splits='data.adjust_splits', spike_threshold='data.spike_threshold', sep='data.sep', decimal='data.decimal', target='target.kind',
              jobs='data.n_jobs', cache_dir='data.cache_dir', min_symbols='data.min_symbols', symbols='data.symbols',
              top_k='evaluation.top_k', execution='evaluation.execution', costs='evaluation.costs',
              min_traded_value='evaluation.min_traded_value', max_stale='evaluation.max_stale', participation='evaluation.participation', aggregate='evaluation.aggregate', threads='training.threads', sampler='training.sampler', steps_per_epoch='training.steps_per_epoch', dist_backend='training.dist_backend', cross_section='features.cross_section')
@@ -344,7 +346,7 @@ def _names(runs: list[dict]) -> list[str]:
 
 # %% ../nbs/09_experiment.ipynb #cd873fc9
 INTERVAL_METRICS = (('accuracy', 'accuracy'), ('auc', 'ROC AUC'), ('mcc', 'MCC'), ('rank_ic', 'rank IC'))
-KEY_SETTINGS = ('data.source', 'features.lookback', 'target.horizon', 'model.hidden_size', 'training.epochs', 'training.seed')
+KEY_SETTINGS = ('data.source', 'model.kind', 'features.lookback', 'target.horizon', 'model.hidden_size', 'training.epochs', 'training.seed')
 
 def _with_ci(m: dict, k: str) -> str:
     if m.get(k) is None: return ''
@@ -462,7 +464,7 @@ def _metric(exp: Experiment, panel: bool) -> str:
 
 def _load(exp: Experiment, data=None) -> tuple[pd.DataFrame, bool]:
     "The experiment's bars (or `data`), its symbols kept, and whether they are a panel"
-    df, _ = load_data(exp.data.source if data is None else data, exp.data.on_invalid)
+    df, _ = load_data(exp.data.source if data is None else data, exp.data.on_invalid, exp.data.adjust_splits, exp.data.spike_threshold, exp.data.sep, exp.data.decimal)
     return select_symbols(df, exp.data.symbols), isinstance(df.index, pd.MultiIndex)
 
 def _split_kwargs(exp: Experiment, panel: bool) -> dict:
@@ -512,15 +514,17 @@ def cv_scores(
 ) -> list[float]:
     "Walk-forward validation scores of `exp` on `bars`: one model per fold, trained on the past of its validation block"
     from trading_nb.dataset import batches, walk_forward
-    from trading_nb.model import ModelConfig, TradingModel
+    from trading_nb.model import ModelConfig, TABULAR_KINDS, build_model
+    from trading_nb.tabular import fit_tabular
     from trading_nb.train import fit, predict_batches, set_seed
     t, scores = exp.training, []
     for tr, va in walk_forward(bars, n_folds=exp.search.folds, gap=exp.split.gap, **_split_kwargs(exp, isinstance(bars.index, pd.MultiIndex))):
         set_seed(t.seed)
         try: cfg = ModelConfig(input_channels=tr.n_channels, n_indicators=tr.n_indicators, output_dim=tr.output_dim, lookback=exp.features.lookback, **asdict(exp.model))
         except ValueError as e: raise TrialError(str(e)) from None
-        model = TradingModel(cfg)
-        res = fit(model, tr, va, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, device=t.device, patience=t.patience, seed=t.seed, progress=False)
+        model = build_model(cfg)
+        if cfg.kind in TABULAR_KINDS: res = fit_tabular(model, tr, va, seed=t.seed, threads=t.threads or 1)
+        else: res = fit(model, tr, va, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, device=t.device, patience=t.patience, seed=t.seed, progress=False)
         proba, _ = predict_batches(model, batches(va, 512, device=res.device), res.device)
         scores.append(fold_score(metric, proba, va))
     return scores

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 from fastcore.basics import patch
-from .data import DataError, OHLCV_COLS, SYMBOL_NAMES, bar_spacing, is_panel, load_ohlcv, load_panel
+from .data import DataError, OHLCV_COLS, SYMBOL_NAMES, SpikeGuard, bar_spacing, is_panel, load_ohlcv, load_panel
 from .dataset import _Windows, _segments, _window_ends
 from .panel import CROSS_SECTIONS, cross_section_normalize, cross_section_rows, panel_features
 from .features import feature_columns, make_features, normalize_features, warmup_bars
@@ -596,6 +596,7 @@ class StreamState:
                 ):
         if on_mismatch not in ('error', 'warn'): raise ValueError(f"on_mismatch must be 'error' or 'warn', got {on_mismatch!r}")
         self.model, self.threshold, self.on_mismatch, self.symbol = model, threshold, on_mismatch, symbol
+        self.guard = SpikeGuard()                  # a close x3 or /3 from the last one, past 12 robust sigmas: rejected as a spike (see `data.SpikeGuard`)
         self.features = IncrementalFeatures(model.indicators)
         cols = self.features.columns
         self._order = None if cols == model.feature_names else np.array([cols.index(c) for c in model.feature_names])
@@ -661,6 +662,7 @@ def _accept(self: StreamState, date: pd.Timestamp, vals: tuple) -> tuple[str, st
     "Take a checked, in-order bar into the features and the window: ('ok' (predictable), 'warmup' or 'rejected', reason)"
     im = self.model
     f = self.features.update(*vals)
+    self.guard.take(vals[3])
     self.last_date, self.accepted = date, self.accepted + 1
     if self._dates is not None:
         self._dates.append(date)
@@ -703,6 +705,8 @@ def _step(state: StreamState, ts, row: dict) -> tuple[dict, np.ndarray | None]:
     try:
         date, vals = _fields(ts, row)
         _check_order(state, date)
+        spike = state.guard.check(vals[3])
+        if spike: raise ValueError(spike)
     except ValueError as e: return _answer(im, state.symbol, date, 'rejected', needed=state.bars_needed, reason=str(e)), None
     status, reason = state._accept(date, vals)     # a bar spacing unlike the model's raises here: a configuration error, not a bad bar
     if status == 'ok': return _answer(im, state.symbol, date, 'ok'), state.window.copy()
@@ -809,7 +813,7 @@ def state_dict(self: StreamState) -> dict:
                 features=dict(parts=_to_plain(f._parts), prev=list(f._prev), n_bars=f.n_bars), window=_b64(self.window),
                 n_rows=self.n_rows, row=None if self.row is None else self.row.tolist(),
                 dates=None if self._dates is None else [when(t) for t in self._dates],
-                last_date=when(self.last_date), accepted=self.accepted, rejected=self.rejected)
+                last_date=when(self.last_date), accepted=self.accepted, rejected=self.rejected, guard=self.guard.state_dict())
 
 @patch(cls_method=True)
 def from_state_dict(cls: StreamState,
@@ -830,6 +834,7 @@ def from_state_dict(cls: StreamState,
     ts = lambda s: None if s is None else pd.Timestamp(s)
     st._dates = None if d['dates'] is None else [ts(s) for s in d['dates']]
     st.last_date, st.accepted, st.rejected = ts(d['last_date']), d['accepted'], d['rejected']
+    if 'guard' in d: st.guard = SpikeGuard.from_state_dict(d['guard'])   # (snapshots written before the guard start a fresh one)
     return st
 
 # %% ../nbs/07_inference.ipynb #c5dd8ad0
