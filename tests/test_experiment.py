@@ -103,7 +103,7 @@ def test_bad_keys_and_types_stop_with_one_line(work):
     d, _ = work
     (d / "typo.toml").write_text('out = "runs/typo"\n[data]\nsource = "bars.csv"\n[model]\nhiden_size = 8\n')
     one_line_error(cli("train", "--config", "typo.toml", cwd=d),
-                   "typo.toml: unknown key 'model.hiden_size' (did you mean model.hidden_size?)", "allowed: conv_channels, kernel_size, hidden_size")
+                   "typo.toml: unknown key 'model.hiden_size' (did you mean model.hidden_size?)", "allowed: kind, conv_channels, kernel_size, hidden_size")
     (d / "type.toml").write_text('out = "runs/type"\n[training]\nepochs = 2.5\n')
     one_line_error(cli("train", "--config", "type.toml", cwd=d), "type.toml: training.epochs must be an integer, got 2.5 (a number)")
     (d / "section.toml").write_text('[trainig]\nepochs = 2\n')
