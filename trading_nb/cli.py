@@ -11,7 +11,7 @@ import pandas as pd
 from .data import DataError, PANEL_SAMPLES, SAMPLES, sample_path, summarize_ohlcv, summarize_panel
 from .pipeline import XS_KEYS, EvaluationSpec, cost_model, is_store, json_safe, load_data, metrics_row, resolved_out
 from .report import format_ci, print_summary, write_report
-from .experiment import compare_runs, comparison_caution, experiment_from_args, run_experiment, tune
+from .experiment import CHOICES, compare_runs, comparison_caution, experiment_from_args, run_experiment, tune
 
 # %% auto #0
 __all__ = ['cmd_train', 'cmd_predict', 'cmd_replay', 'cmd_serve', 'cmd_evaluate', 'cmd_report', 'cmd_features', 'cmd_summary',
@@ -33,9 +33,12 @@ def cmd_train(a) -> int:
     out = resolved_out(exp)
     m = run_experiment(exp, resume=a.resume)
     if m is None: return 0   # a rank other than 0 under torchrun: rank 0 reports
-    for d in m['data'].get('dropped', []): print(f"dropped: {d['symbol']} {d['date'] or ''} {d['reason']}", file=sys.stderr)
+    dropped = m['data'].get('dropped', [])
+    for d in dropped[:5]: print(f"dropped: {d['symbol'] or ''} {d['date'] or ''} {d['reason']}", file=sys.stderr)
+    if len(dropped) > 5: print(f"dropped: ... and {len(dropped) - 5:,} more, every one in {out / 'dropped.csv'}", file=sys.stderr)
+    for d in m['data'].get('adjusted', [])[:5]: print(f"split-adjusted: {d['symbol'] or ''} {d['date']} {d['reason']}", file=sys.stderr)
     print_summary(m)
-    extra = f"\ndropped: {out / 'dropped.csv'}" if 'dropped' in m['data'] else ''
+    extra = f"\ndropped: {out / 'dropped.csv'}" if (out / 'dropped.csv').exists() else ''
     print(f"report: {out / 'report.html'}\nconfig: {out / 'config.toml'}\nmodel:  {out / 'model.pt'}  ({m['training']['seconds']:.0f} s){extra}")
     return 0
 
@@ -317,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(t)   # defaults are None: only the flags given override the file (the defaults are the experiment's)
     t.add_argument('--data', default=None, help=data_help + ' (default: sp500)')
     t.add_argument('--out', default=None, help="output folder (default: the experiment's out, else runs/<data name>, e.g. runs/sp500)")
+    t.add_argument('--model', choices=CHOICES['model.kind'], default=None, metavar='KIND',
+                   help=f"which model (model.kind): {', '.join(CHOICES['model.kind'])} (default: hybrid, the design document's); its sizes are [model] keys of --config or --set")
     t.add_argument('--epochs', type=int, default=None, help='most epochs; early stopping may end sooner (default: 15)')
     t.add_argument('--lookback', type=int, default=None, help='bars per window (default: 100)')
     t.add_argument('--horizon', type=int, default=None, help='bars ahead of the predicted move (default: 1)')

@@ -278,7 +278,8 @@ def _sniff(path: Path, sep: str | None = None, decimal: str | None = None) -> di
         point = any(_POINT_NUMBER.match(c) and not _THOUSANDS.match(c) for c in cells)
         decimal = ',' if comma and not point and sep != ',' else '.'
     if sep == decimal: raise DataError(f"{path}: the delimiter and the decimal mark cannot both be {sep!r}; pass another sep (--sep, data.sep)")
-    return dict(sep=sep, decimal=decimal, thousands='.' if decimal == ',' else None, skiprows=skip)
+    text = [c for c in next(csv.reader(lines[:1], delimiter=sep), []) if _norm(c) in _DATE_NAMES + ('symbol', 'ticker')]   # read as text: 04.01.1999 is no number
+    return dict(sep=sep, decimal=decimal, thousands='.' if decimal == ',' else None, skiprows=skip, dtype={c: str for c in text} or None)
 
 def _read(
     source,                    # a CSV/Parquet path, or a frame (copied)

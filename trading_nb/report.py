@@ -131,6 +131,25 @@ def _per_symbol_html(m: dict) -> str:
                    f"<td>{_num('annual_return', x['buy_hold_annual_return'])}</td></tr>" for x in rows)
     return f"<h3>Per symbol (the model long or flat on that name alone, {m['portfolio'].get('execution', 'close').replace('_', ' ')}, same costs)</h3><table>{head}{body}</table>"
 
+def _rows_html(rows: list[dict], cols: tuple) -> str:
+    "A small HTML table of dicts"
+    head = ''.join(f'<th>{c}</th>' for c in cols)
+    return f"<table><tr>{head}</tr>" + ''.join('<tr>' + ''.join(f"<td style='text-align:left'>{html_escape(str(r.get(c) or ''))}</td>" for c in cols) + '</tr>' for r in rows) + '</table>'
+
+def _data_details(d: dict) -> str:
+    "What the data went through, in one line of counts (the time zone, rows dropped, splits adjusted), the lists folded away below it"
+    dropped, adjusted, symbols = d.get('dropped') or [], d.get('adjusted') or [], d.get('symbols') or []
+    line = [f"Time zone: {html_escape(str(d['timezone']))}." if d.get('timezone') else '',
+            f"{len(dropped):,} row{'s' * (len(dropped) != 1)} or symbols dropped or left out (<a href=\"dropped.csv\">dropped.csv</a>)." if dropped else 'Nothing dropped.',
+            f"{len(adjusted):,} probable unadjusted split{'s' * (len(adjusted) != 1)} back-adjusted." if adjusted else '']
+    parts = [f"<p>The {len(symbols):,} symbols: {html_escape(', '.join(symbols))}</p>" if symbols else '',
+             f"<h3>Dropped or left out ({len(dropped):,})</h3>{_rows_html(dropped, ('symbol', 'date', 'reason'))}" if dropped else '',
+             f"<h3>Splits back-adjusted ({len(adjusted):,})</h3>{_rows_html(adjusted, ('symbol', 'date', 'ratio', 'bars', 'reason'))}" if adjusted else '']
+    what = ', '.join(x for x in (f"the {len(symbols):,} symbols" if symbols else '', f"{len(dropped):,} dropped" if dropped else '',
+                                 f"{len(adjusted):,} adjusted" if adjusted else '') if x)
+    details = f"<details><summary>Lists: {what}</summary>{''.join(parts)}</details>" if what else ''
+    return f"<p>{' '.join(x for x in line if x)}</p>{details}"
+
 def write_report(run: str | Path) -> Path:
     "Rebuild `report.html` in a training run's folder from its metrics, predictions, equity and history"
     from trading_nb.evaluate import plot_calibration, plot_confusion, plot_equity, plot_history, plot_predictions
@@ -153,10 +172,8 @@ def write_report(run: str | Path) -> Path:
     d, t = m['data'], m['training']
     sha = f" (SHA-256 <code>{d['sha256'][:16]}…</code>)" if d.get('sha256') else ''
     if panel:
-        dropped = d.get('dropped') or []
-        who = (f"{len(d['symbols'])} symbols ({', '.join(d['symbols'])}); trained on {len(d['symbols_trained'])}, tested on {len(d['symbols_test'])}. "
-               f"Split on the span {d['span'].get('start')} to {d['span'].get('end')} where at least {d['span'].get('min_symbols')} symbols are listed. "
-               + (f"Dropped or left out: {'; '.join(f'{x['symbol']} {x['date'] or ''} ({x['reason']})' for x in dropped)}." if dropped else 'Nothing dropped.'))
+        who = (f"{len(d['symbols']):,} symbols; trained on {len(d['symbols_trained']):,}, tested on {len(d['symbols_test']):,}. "
+               f"Split on the span {d['span'].get('start')} to {d['span'].get('end')} where at least {d['span'].get('min_symbols')} symbols are listed.")
         target = f"Target: {'the move relative to the cross-sectional mean of its date (excess)' if d.get('target') == 'excess' else 'the raw move'}."
         if d.get('store'):   # trained from a feature store: say so, and that the tabular baselines saw a sample
             st = d['store']
@@ -167,6 +184,7 @@ def write_report(run: str | Path) -> Path:
         contrast = (f"<h3>The same scores on all names, tradable or not (for contrast)</h3>{_xs_table_html(m, 'all_names')}"
                     if 'all_names' in m['model'] else '')
         body = f"""<p>{who} {target}</p>
+{_data_details(d)}
 <p>{execution_text(m)}</p>
 <h2>Cross-sectional scores on the test period (per date, across {'the tradable ' if 'all_names' in m['model'] else ''}symbols), with 95% block-bootstrap intervals</h2>{_xs_table_html(m)}
 {contrast}
@@ -178,7 +196,8 @@ def write_report(run: str | Path) -> Path:
 {_per_symbol_html(m)}"""
     else:
         bt = m['backtest']
-        body = f"""<h2>Held-out test metrics, with 95% block-bootstrap intervals</h2>{_table_html(m, POOLED)}
+        body = f"""{_data_details(d)}
+<h2>Held-out test metrics, with 95% block-bootstrap intervals</h2>{_table_html(m, POOLED)}
 <p><b>Verdict:</b> {m['verdict']}</p>
 <p>{execution_text(m)}</p>
 <h2>Backtest on the test period</h2>{_stats_html({f"strategy ({bt.get('execution', 'close').replace('_', ' ')}, {bt['cost_bps']} bp)": bt['strategy'], 'buy and hold': bt['buy_hold']})}"""
