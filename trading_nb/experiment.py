@@ -11,7 +11,6 @@ from typing import Union, get_args, get_origin, get_type_hints
 import numpy as np
 import pandas as pd
 from .data import DataError
-from .model import MODEL_KINDS
 from .pipeline import (SECTIONS, DataSpec, EvaluationSpec, Experiment, FeatureSpec, ModelSpec, SearchSpec, SplitSpec,
                                  TargetSpec, TrainingSpec, feature_cache_dir, load_data, resolve, resolved_out, select_symbols,
                                  set_threads, train_pipeline)
@@ -27,7 +26,8 @@ __all__ = ['CHOICES', 'RANGES', 'SEARCHABLE', 'FLAGS', 'INTERVAL_METRICS', 'KEY_
 class ExperimentError(ValueError):
     "An experiment file, flag or `--set` that names an unknown key or gives a value the key does not allow"
 
-CHOICES = {'model.kind': MODEL_KINDS, 'model.rnn': ('gru', 'lstm'), 'data.on_invalid': ('error', 'drop'), 'data.sep': (',', ';', '\t', '|'), 'data.decimal': ('.', ','), 'evaluation.execution': ('next_open', 'next_close', 'close'),
+CHOICES = {'model.kind': ('hybrid', 'lstm', 'gru', 'alstm', 'transformer', 'tcn', 'lightgbm', 'linear'),   # model.MODEL_KINDS, without importing torch
+            'model.rnn': ('gru', 'lstm'), 'data.on_invalid': ('error', 'drop'), 'data.sep': (',', ';', '\t', '|'), 'data.decimal': ('.', ','), 'evaluation.execution': ('next_open', 'next_close', 'close'),
            'evaluation.costs': ('auto', 'spread', 'bps'), 'evaluation.aggregate': ('bar', 'day'), 'evaluation.spread_method': ('abdi_ranaldo', 'corwin_schultz'), 'target.kind': ('auto', 'raw', 'excess'), 'features.cross_section': ('none', 'zscore', 'rank'),
            'training.device': ('auto', 'cpu', 'cuda', 'mps'), 'training.sampler': ('auto', 'permutation', 'blocks'), 'training.dist_backend': ('auto', 'gloo', 'nccl'),
            'search.metric': ('auto', 'auc', 'accuracy', 'balanced_accuracy', 'mcc', 'log_loss', 'rank_ic')}
