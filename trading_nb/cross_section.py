@@ -482,8 +482,9 @@ def plot_quantile_returns(
     for i, (name, f) in enumerate(qr_by_name.items()):
         q = f.drop(columns='top_minus_bottom')
         m, se = q.mean() * 1e4, q.std() / np.sqrt(q.count()) * 1e4
-        spread = f['top_minus_bottom'].mean() * 1e4
-        fig.add_trace(go.Bar(x=[f'Q{c}' for c in q.columns], y=m, error_y=dict(type='data', array=se), name=f'{name} (top - bottom {spread:+.1f} bp)',
+        spread, empty = f['top_minus_bottom'].mean() * 1e4, [f'Q{c}' for c in q.columns if not q[c].count()]
+        told = f'{spread:+.1f} bp' if np.isfinite(spread) else f"n/a: {', '.join(empty) or 'no date has both'} empty"   # e.g. scores that tie on every date
+        fig.add_trace(go.Bar(x=[f'Q{c}' for c in q.columns], y=m, error_y=dict(type='data', array=se), name=f'{name} (top - bottom {told})',
                              marker_color=_COLORS[i % len(_COLORS)]))
     fig.update_yaxes(title_text='mean forward return (bp)')
     return fig.update_layout(title=_title(title), height=400, barmode='group', **(_LAYOUT | dict(hovermode='x')))
