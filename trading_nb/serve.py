@@ -62,6 +62,7 @@ class Service:
         self.snapshot_every, self.recent_n = int(snapshot_every), int(recent)
         self._max_gap = None if max_gap is None else pd.Timedelta(max_gap)
         self.lock = asyncio.Lock()           # one tick (or one model swap) at a time
+        self._queue: list = []               # messages waiting for the next tick: (bars, future of their answers)
         self.counts = dict(messages=0, ticks=0, bars=0, ok=0, warmup=0, rejected=0, error=0, repeat=0, revised=0, gap=0)
         self.watchers: set = set()           # queues of the pages watching
         self.recent: dict = {}               # symbol -> deque of its latest 'ok' answers
@@ -406,8 +407,27 @@ async def answer(self: Service, raw, limits: Limits, bucket: _Bucket) -> tuple[i
     "A message in, its answers out: one answer for a bar, a list for a tick, one error answer for anything else"
     code, v = self.read(raw, limits, bucket)
     if code != 200: return code, v
-    async with self.lock: answers = self.tick(v if isinstance(v, list) else [v])
+    bars = v if isinstance(v, list) else [v]
+    done = asyncio.get_running_loop().create_future()
+    self._queue.append((bars, done))
+    if len(self._queue) == 1: asyncio.ensure_future(self._drain())
+    answers = await done
     return 200, answers if isinstance(v, list) else answers[0]
+
+@patch
+async def _drain(self: Service):
+    "Answer every message waiting, as one tick: bars of many connections share one forward pass; each gets its own answers back"
+    async with self.lock:
+        batch, self._queue = self._queue, []
+        if not batch: return
+        bars = [b for bs, _ in batch for b in bs]
+        try: answers = self.tick(bars)
+        except Exception as e:   # a fault (the state folder not writable): said to every client, never a dropped connection
+            self.warnings.append(f"a tick failed: {type(e).__name__}: {e}")
+            answers = [self.error(f"the service could not answer this tick ({type(e).__name__}: {e}); see /health") for _ in bars]
+    k = 0
+    for bs, done in batch:
+        done.set_result(answers[k:k + len(bs)]); k += len(bs)
 
 # %% ../nbs/07a_serve.ipynb #45fddcf7
 def _token_of(headers, query) -> str:
@@ -470,7 +490,7 @@ function draw() {
   pending = false;
   const traces = [...series.entries()].map(([name, d]) => ({x: d.x, y: d.y, name: name, mode: 'lines+markers', type: 'scatter',
      marker: {size: 6, color: d.s.map(v => v ? '#1a7f37' : '#bbb')}, line: {width: 1.5}}));
-  Plotly.react('chart', traces, {margin: {t: 30, r: 20, b: 40, l: 60}, yaxis: {title: {text: KEY}}, xaxis: {title: {text: 'bar'}},
+  Plotly.react('chart', traces, {margin: {t: 30, r: 20, b: 40, l: 60}, yaxis: {title: {text: KEY}}, xaxis: {title: {text: 'bar time'}},
      legend: {orientation: 'h'}, title: {text: KEY + ' by bar (green: long)', font: {size: 14}}}, {displaylogo: false, responsive: true});
   const rows = [...series.entries()].sort().map(([name, d]) => `<tr><td>${name}</td><td>${d.last.date}</td><td>${d.last[KEY].toFixed(4)}</td>` +
      `<td class="${d.last.signal ? 'long' : 'flat'}">${d.last.signal ? 'long' : 'flat'}</td><td>${d.last.model}</td></tr>`);
