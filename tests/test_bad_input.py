@@ -304,3 +304,12 @@ def test_matrix_size():
     "The matrix has at least 40 cases (the README's table lists them)"
     n = len(LOADS) + 1 + len(REFUSED) + 2 + len(TIMEZONES) + 5 + len(EXPERIMENT) + 1 + 1 + 2
     assert n >= 40, n
+
+
+def test_front_page_description_whole():
+    "The docs site's description is the title cell's blockquote, read as one line: every notebook's is one line (the front page's was cut mid-sentence)"
+    import json
+    for p in sorted((Path(__file__).resolve().parents[1] / 'nbs').glob('*.ipynb')):
+        title = next(''.join(c['source']) for c in json.loads(p.read_text())['cells'] if c['cell_type'] == 'markdown' and ''.join(c['source']).lstrip().startswith('# '))
+        quote = [l for l in title.splitlines() if l.startswith('>')]
+        assert len(quote) <= 1, f"{p.name}: the description blockquote spans {len(quote)} lines; nbdev keeps the first: {quote[0]!r}"
