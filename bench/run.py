@@ -6,7 +6,7 @@ This is a measurement script, not a test: nothing here asserts a time.
 
 This file is the runner: it calls the stages in order and writes the results. Each stage's benchmark is a file of its own
 (bench_dataset, bench_features, bench_training, bench_attention, bench_gpu, bench_inference, bench_panel, bench_stream,
-bench_serve, bench_ddp, bench_e2e); what they share (Row, timed, log, the machine) is in common.py, the output and findings in results.py.
+bench_serve, bench_ddp, bench_zoo, bench_e2e); what they share (Row, timed, log, the machine) is in common.py, the output and findings in results.py.
 A new stage: a bench_<name>.py returning a list of `Row`s, called below in the order its rows should appear.
 bench_store.py (the feature store, `rows(quick, large)`) is called when the file is there; `--large` is passed on to it.
 """
@@ -19,7 +19,7 @@ sys.path.insert(0, str(HERE))
 from common import LOOKBACK, log, machine                # noqa: E402
 from results import findings, write                       # noqa: E402
 import bench_attention, bench_dataset, bench_ddp, bench_e2e, bench_features, bench_gpu, bench_inference, bench_panel  # noqa: E402
-import bench_serve, bench_stream, bench_training          # noqa: E402
+import bench_serve, bench_stream, bench_training, bench_zoo  # noqa: E402
 
 from trading_nb.data import load_sample                   # noqa: E402
 from trading_nb.dataset import chronological_split        # noqa: E402
@@ -49,6 +49,7 @@ def main(argv=None) -> int:
     # streaming: incremental features, whole streamed bar, many symbols per tick
     rows += bench_stream.bench_incremental(args.quick) + bench_stream.bench_stream(args.quick, train=train)
     rows += bench_serve.bench_serve(args.quick, train=train)   # the live service: 1, 10, 50 WebSocket clients on 127.0.0.1; memory over 1e5 bars
+    rows += bench_zoo.bench_zoo(train, args.quick, df)  # every network kind: training samples/s and streamed-bar latency vs the hybrid
     rows += bench_ddp.bench_ddp(args.quick)           # torchrun: 1 vs 2 CPU processes; 1 GPU vs all GPUs where CUDA is
     if (HERE / 'bench_store.py').exists():            # the feature store's rows, once its stage file is in the tree
         import bench_store
