@@ -275,3 +275,14 @@ def test_cross_section_through_the_cli(ragged, tmp_path):
     ragged.loc['S000'].to_csv(tmp_path / 'one.csv')
     r = cli('train', '--data', tmp_path / 'one.csv', '--out', tmp_path / 'run1', '--epochs', '1', '--lookback', '20', '--cross-section', 'zscore', '--quiet')
     assert r.returncode != 0 and "a single series has no cross-section: use cross_section='none'" in r.stderr
+
+def test_a_streamed_spike_is_refused_across_symbols_too(ragged, cs_models):
+    from trading_nb.inference import StreamStates, _ticks
+    im = cs_models['zscore']
+    d = _dates(ragged).unique()
+    ss = StreamStates(im, history=ragged[_dates(ragged) < d[-1]])
+    tick = _ticks(ragged[_dates(ragged) == d[-1]])[0]
+    tick[1] = dict(tick[1], **{k: tick[1][k] * 5 for k in ('open', 'high', 'low', 'close')})
+    got = ss.update(tick)
+    assert got[1]['status'] == 'rejected' and got[1]['symbol'] == 'S001' and 'spike' in got[1]['reason']
+    assert [a['status'] for a in got] == ['ok', 'rejected', 'ok', 'warmup', 'ok']   # S003: listed, too short for a window

@@ -926,6 +926,8 @@ def _serve_cs(owner, bars: list, forward: bool = True) -> list[dict]:
             state = owner._state_for(symbol)
             t, vals = _fields(ts, row)
             _cs_check(owner, state, t, date)
+            spike = state.guard.check(vals[3]) if forward else None   # a streamed spike, as `_step` refuses it (a history is taken as `warm` takes it)
+            if spike: raise ValueError(spike)
         except ValueError as e:
             owner.rejected += 1
             if state is not None: state.rejected += 1
