@@ -793,12 +793,30 @@ def _from_plain(like, v):
 def _b64(a: np.ndarray) -> dict: return dict(dtype=str(a.dtype), shape=list(a.shape), data=base64.b64encode(np.ascontiguousarray(a).tobytes()).decode())
 def _unb64(d: dict) -> np.ndarray: return np.frombuffer(base64.b64decode(d['data']), dtype=d['dtype']).reshape(d['shape']).copy()
 
+def _copy_part(x):
+    "A copy of a part of the feature state: slotted parts field by field, deques and lists of numbers by value (`_clone`, faster)"
+    t = type(x)
+    if t is deque: return x.copy()                                  # the parts' deques hold numbers
+    if t is list: return x[:] if not x or type(x[0]) in (float, int) else [_copy_part(v) for v in x]
+    slots = _SLOTS.get(t)
+    if slots is None:
+        if not hasattr(t, '__slots__'): return x                   # numbers, strings, tuples, None
+        slots = _SLOTS[t] = t.__slots__
+    y = object.__new__(t)
+    for s in slots: setattr(y, s, _copy_part(getattr(x, s)))
+    return y
+
+_SLOTS: dict = {}   # a slotted part's class -> its slots
+
 @patch
 def copy(self: StreamState) -> StreamState:
-    "An independent copy of the state (features, window, counts); the model is shared"
+    "An independent copy of the state (features, window, spike guard, counts); the model is shared"
     new = object.__new__(StreamState)
     new.__dict__.update(self.__dict__)
-    new.features, new._buf = self.features.copy(), self._buf.copy()
+    f = new.features = object.__new__(type(self.features))
+    f.__dict__.update(self.features.__dict__)                      # the indicator set and the column names are shared: never changed
+    f._parts = _copy_part(self.features._parts)
+    new._buf, new.guard = self._buf.copy(), SpikeGuard.from_state_dict(self.guard.state_dict())
     new.row = None if self.row is None else self.row.copy()
     new._dates = None if self._dates is None else list(self._dates)
     new._names = [None, None]
