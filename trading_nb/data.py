@@ -84,10 +84,18 @@ SPIKE_FLOOR = 0.10         # ... and both legs move at least 10% (a log move of 
 SPLIT_RATIOS = (2, 3, 1.5, 4, 5, 7, 8, 10, 15, 20, 25, 50)   # splits (the price falls R times) and, inverted, reverse splits
 _WINDOW = 63               # past returns in the robust scale (a quarter of daily bars)
 
-def _robust_sigma(r: np.ndarray) -> np.ndarray:
-    "Robust scale of returns before each bar: 1.4826 x the median |return| of the previous `_WINDOW` (the first bars take the first value there is)"
-    s = pd.Series(np.abs(r)).rolling(_WINDOW, min_periods=10).median().shift(1) * 1.4826
-    return s.bfill().fillna(0.0).to_numpy()
+def _median_before(v: np.ndarray, t: int, window: int, least: int) -> float:
+    "Median of the finite values among the `window` before position `t`; before `least` of them exist, the first median there is (NaN: none)"
+    past = v[max(0, t - window):t]
+    past = past[np.isfinite(past)]
+    if len(past) >= least: return float(np.median(past))
+    first = v[np.isfinite(v)][:least]
+    return float(np.median(first)) if len(first) == least else np.nan
+
+def _robust_sigma(r: np.ndarray, t: int) -> float:
+    "Robust scale of the returns `r` before bar `t`: 1.4826 x the median |return| of the previous `_WINDOW` (0 for a series too short to tell)"
+    s = _median_before(np.abs(r), t, _WINDOW, 10)
+    return 1.4826 * s if np.isfinite(s) else 0.0
 
 def _pct(x: float) -> str: return f"{math.expm1(x) * 100:+,.1f}%"   # a log move as a percentage
 def _num(v: float) -> str: return f"{v:,.2f}" if abs(v) >= 100 else f"{v:.6g}"      # a price, for a message
@@ -102,13 +110,13 @@ def _spikes(df: pd.DataFrame, threshold: float = SPIKE_THRESHOLD) -> list[dict]:
         v = df[col].to_numpy(dtype=float)
         x = np.log(v)
         r = np.r_[np.nan, np.diff(x)]
-        s = _robust_sigma(r)
         a, b = r[1:-1], -r[2:]                         # bar t against bar t-1, and against bar t+1
         leg = np.minimum(np.abs(a), np.abs(b))
-        hit = (np.sign(a) == np.sign(b)) & (leg > np.maximum(threshold * s[1:-1], floor)) & (np.abs(x[2:] - x[:-2]) < leg / 2)
-        for t in np.flatnonzero(hit) + 1:
-            if t in found: continue
-            sig = f"{leg[t - 1] / s[t]:,.0f} robust sigmas" if s[t] > 0 else "far"
+        maybe = (np.sign(a) == np.sign(b)) & (leg > floor) & (np.abs(x[2:] - x[:-2]) < leg / 2)   # cheap first: the few bars past the floor
+        for t in np.flatnonzero(maybe) + 1:
+            s = _robust_sigma(r, t)
+            if t in found or leg[t - 1] <= threshold * s: continue
+            sig = f"{leg[t - 1] / s:,.0f} robust sigmas" if s > 0 else "far"
             found[t] = dict(pos=int(t), date=_when(df.index[t]), kind='spike', column=col, value=float(v[t]),
                             what=f"column {col!r} has a one-bar spike", move=f"{col} {_num(v[t - 1])} -> {_num(v[t])} -> {_num(v[t + 1])} ({_pct(r[t])}, then {_pct(r[t + 1])})",
                             why=f"{sig} from both neighbours (threshold {threshold:g}), taken back on the next bar")
@@ -126,30 +134,28 @@ def _splits(df: pd.DataFrame) -> list[dict]:
     o, h, l, c, v = (df[k].to_numpy(dtype=float) for k in OHLCV_COLS)
     lc = np.log(c)
     r = np.r_[np.nan, np.diff(lc)]
-    s = _robust_sigma(r)
     gap = np.r_[np.nan, np.log(o[1:] / c[:-1])]
-    rng = (h - l) / c
-    usual = pd.Series(rng).rolling(20, min_periods=5).median().shift(1).bfill().to_numpy()
-    lv = pd.Series(np.log1p(v))
-    before = lv.rolling(10, min_periods=3).median().shift(1).to_numpy()
-    after = lv[::-1].rolling(10, min_periods=3).median()[::-1].to_numpy()
-    tol = np.clip(2 * s, 0.01, 0.08)
+    rng, lv = (h - l) / c, np.log1p(v)
     found = {}
-    for R in SPLIT_RATIOS:
-        for sign in (-1, 1):   # -1: a split, the price falls R times; +1: a reverse split
-            target, tol_r = sign * math.log(R), np.minimum(tol, 0.1 * math.log(R))
-            for t in np.flatnonzero(np.abs(gap - target) < tol_r):
-                if t + 1 >= n or t in found or (np.abs(lc[t + 1:t + 6] - lc[t]) >= math.log(R) / 2).any(): continue   # the new level must hold
-                close_ok = abs(r[t] - target) < tol_r[t]
-                range_ok = rng[t] <= 2.5 * usual[t] + 1e-12
-                volume_ok = v[t] > 0 and np.isfinite(before[t]) and abs(after[t] - before[t] + target) < math.log(R) / 2
-                if int(close_ok) + int(range_ok) + int(volume_ok) < 2: continue   # (numpy booleans add as `or`)
-                told = [f"the close moved {_pct(r[t])}" if close_ok else '', f"the range was {rng[t] / usual[t]:.1f}x its usual" if range_ok and usual[t] > 0 else '',
-                        f"the volume went x{math.exp(after[t] - before[t]):.2f}" if volume_ok else '']
-                found[t] = dict(pos=int(t), date=_when(df.index[t]), kind='split', column='close', value=float(c[t]), ratio=R ** -sign, name=_ratio_name(R, sign),
-                                what=f"a probable unadjusted {_ratio_name(R, sign)} {'split' if sign < 0 else 'reverse split'}",
-                                move=f"close {_num(c[t - 1])} -> {_num(c[t])} ({_pct(r[t])})",
-                                why=f"the open gapped {_pct(gap[t])} and the new level held; " + ', '.join(x for x in told if x))
+    for t in np.flatnonzero(np.abs(gap) > math.log(min(SPLIT_RATIOS)) - 0.08):   # cheap first: only gaps a split could make
+        tol = min(max(2 * _robust_sigma(r, t), 0.01), 0.08)
+        usual = _median_before(rng, t, 20, 5)
+        before = _median_before(lv, t, 10, 3) if t >= 3 else np.nan
+        after = float(np.median(lv[t:t + 10])) if n - t >= 3 else np.nan
+        for R, sign in ((R, sign) for R in SPLIT_RATIOS for sign in (-1, 1)):   # -1: a split, the price falls R times; +1: a reverse split
+            target, tol_r = sign * math.log(R), min(tol, 0.1 * math.log(R))
+            if abs(gap[t] - target) >= tol_r or t + 1 >= n or t in found: continue
+            if (np.abs(lc[t + 1:t + 6] - lc[t]) >= math.log(R) / 2).any(): continue   # the new level must hold
+            close_ok = abs(r[t] - target) < tol_r
+            range_ok = rng[t] <= 2.5 * usual + 1e-12
+            volume_ok = v[t] > 0 and np.isfinite(before) and abs(after - before + target) < math.log(R) / 2
+            if int(close_ok) + int(range_ok) + int(volume_ok) < 2: continue   # (numpy booleans add as `or`)
+            told = [f"the close moved {_pct(r[t])}" if close_ok else '', f"the range was {rng[t] / usual:.1f}x its usual" if range_ok and usual > 0 else '',
+                    f"the volume went x{math.exp(after - before):.2f}" if volume_ok else '']
+            found[t] = dict(pos=int(t), date=_when(df.index[t]), kind='split', column='close', value=float(c[t]), ratio=R ** -sign, name=_ratio_name(R, sign),
+                            what=f"a probable unadjusted {_ratio_name(R, sign)} {'split' if sign < 0 else 'reverse split'}",
+                            move=f"close {_num(c[t - 1])} -> {_num(c[t])} ({_pct(r[t])})",
+                            why=f"the open gapped {_pct(gap[t])} and the new level held; " + ', '.join(x for x in told if x))
     return [found[t] for t in sorted(found)]
 
 def suspect_bars(
@@ -278,7 +284,7 @@ def _sniff(path: Path, sep: str | None = None, decimal: str | None = None) -> di
         point = any(_POINT_NUMBER.match(c) and not _THOUSANDS.match(c) for c in cells)
         decimal = ',' if comma and not point and sep != ',' else '.'
     if sep == decimal: raise DataError(f"{path}: the delimiter and the decimal mark cannot both be {sep!r}; pass another sep (--sep, data.sep)")
-    text = [c for c in next(csv.reader(lines[:1], delimiter=sep), []) if _norm(c) in _DATE_NAMES + ('symbol', 'ticker')]   # read as text: 04.01.1999 is no number
+    text = [c for c in next(csv.reader(lines[:1], delimiter=sep), []) if decimal == ',' and _norm(c) in _DATE_NAMES + ('symbol', 'ticker')]   # with '.' for thousands: 04.01.1999 is no number
     return dict(sep=sep, decimal=decimal, thousands='.' if decimal == ',' else None, skiprows=skip, dtype={c: str for c in text} or None)
 
 def _read(
@@ -351,6 +357,7 @@ def _parse_dates(
     "Timestamps from strings, datetimes or epoch numbers (s or ms), refusing what does not parse; and what happened to their time zone"
     s = pd.Series(values).reset_index(drop=True)
     if s.isna().any(): _fail(f"missing timestamp in {name!r}", s.isna().to_numpy(), pd.DataFrame(index=s.index))
+    if (s.dtype == object or pd.api.types.is_string_dtype(s)) and len(s) and s.map(lambda v: isinstance(v, str) and v.strip().isdigit()).all(): s = s.astype('int64')   # epoch numbers read as text
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         unit = 'ms' if s.abs().max() > 1e11 else 's'   # epoch milliseconds (crypto APIs) or seconds
         return pd.DatetimeIndex(pd.to_datetime(s, unit=unit, utc=True)), f"epoch {'milliseconds' if unit == 'ms' else 'seconds'}: UTC"
@@ -636,17 +643,24 @@ def _to_long(
 
 # %% ../nbs/00_data.ipynb #b51f2b0e
 def _screen_panel(panel: pd.DataFrame, on_invalid: str, adjust_splits: bool, spike_threshold: float) -> tuple[pd.DataFrame, list, list]:
-    "`_screen` symbol by symbol: the panel (rebuilt only where something changed), what was dropped, what was adjusted"
-    if not spike_threshold < math.inf: return panel, [], []
-    parts, dropped, adjusted, changed = {}, [], [], False
-    for sym, g in panel.groupby(level='symbol', sort=False):
-        one = g.droplevel('symbol')
-        new, d, a = _screen(one, sym, on_invalid, adjust_splits, spike_threshold)
-        dropped, adjusted, changed = dropped + d, adjusted + a, changed or new is not one
-        if new is not None: parts[sym] = new
+    "`_screen` for each symbol with a move past the floors: the panel (rebuilt only where something changed), what was dropped, what was adjusted"
+    if not spike_threshold < math.inf or panel.empty: return panel, [], []
+    sym = panel.index.get_level_values('symbol').to_numpy()
+    same = np.r_[False, sym[1:] == sym[:-1]]                    # the row continues the row before's symbol
+    moved = lambda a, b: np.where(same, np.r_[np.nan, np.abs(np.log(a[1:] / b[:-1]))], np.nan)   # |log a_t / b_(t-1)| within a symbol
+    far = np.zeros(len(panel), bool)
+    for c in PRICE_COLS: far |= moved(panel[c].to_numpy(float), panel[c].to_numpy(float)) > math.log1p(SPIKE_FLOOR)   # a spike's legs pass the floor
+    far |= moved(panel['open'].to_numpy(float), panel['close'].to_numpy(float)) > math.log(min(SPLIT_RATIOS)) - 0.08   # a split's gap
+    look = set(sym[far])                                        # only these symbols can hold a suspect bar; the others are not touched
+    dropped, adjusted, changed = [], [], {}
+    for name in (x for x in pd.unique(sym) if x in look):
+        one = panel.xs(name, level='symbol')
+        new, d, a = _screen(one, name, on_invalid, adjust_splits, spike_threshold)
+        dropped, adjusted = dropped + d, adjusted + a
+        if new is not one: changed[name] = new
     if not changed: return panel, dropped, adjusted
-    if not parts: return panel.iloc[:0], dropped, adjusted
-    return pd.concat(parts, names=['symbol', 'date']), dropped, adjusted
+    parts = [panel[~np.isin(sym, list(changed))]] + [pd.concat({k: f}, names=['symbol', 'date']) for k, f in changed.items() if f is not None]
+    return pd.concat(parts).sort_index(kind='stable'), dropped, adjusted
 
 def _panel_from_long(long: pd.DataFrame, on_invalid: str, min_rows: int, adjust_splits: bool = False,
                      spike_threshold: float = SPIKE_THRESHOLD) -> pd.DataFrame:
