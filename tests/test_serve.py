@@ -260,28 +260,41 @@ def test_reload_between_ticks_while_streaming(work, tmp_path):
 
 
 # ---------------------------------------------------------------- the token, and an address other than 127.0.0.1
-def test_token_refused_and_accepted(work):
-    d = work['dir']
-    r = subprocess.run([EXE, 'serve', '--model', str(d / 'sp.pt'), '--host', '0.0.0.0'], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, 'TRADING_NB_TOKEN': ''})
-    assert r.returncode == 2 and 'needs a token: pass --token or set TRADING_NB_TOKEN' in r.stderr, r.stderr
-    r = subprocess.run([EXE, 'serve', '--model', str(d / 'sp.pt'), '--token', 'short'], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and 'the token is too short' in r.stderr, r.stderr
-    from websockets.exceptions import InvalidStatus
-    srv = Server(d / 'sp.pt', env={'TRADING_NB_TOKEN': TOKEN}, token=TOKEN)
-    try:
-        for path in ('/health', '/model', '/', '/latest', '/plotly.min.js'):
-            assert httpx.get(srv.url + path).status_code == 401, path
-            assert httpx.get(srv.url + path, headers={'Authorization': 'Bearer ' + TOKEN[:-1] + 'x'}).status_code == 401, path
-        assert httpx.post(srv.url + '/bars', json=_bars(work['period'].iloc[:1])).status_code == 401
-        assert httpx.post(srv.url + '/model/reload').status_code == 401
-        assert httpx.get(srv.url + '/health', headers=srv.headers()).json()['status'] == 'ok'
-        assert httpx.post(srv.url + '/bars', json=_bars(work['period'].iloc[:2]), headers=srv.headers()).json()[1]['status'] == 'warmup'
-        from websockets.sync.client import connect
-        with pytest.raises(InvalidStatus):
-            with connect(f'ws://127.0.0.1:{srv.port}/stream', open_timeout=30) as ws: ws.recv(timeout=5)
-        with srv.ws() as ws: assert _ask(ws, _bars(work['period'].iloc[2:3])[0])['status'] == 'warmup'
+@pytest.fixture(scope='module')
+def token_server(work):
+    "The panel's model served with a token from the environment (TRADING_NB_TOKEN); shared by the token and page tests"
+    srv = Server(work['dir'] / 'panel.pt', env={'TRADING_NB_TOKEN': TOKEN}, token=TOKEN)
+    try: yield srv
     finally: srv.stop()
+
+def _panel_ticks(panel) -> list[list[dict]]:
+    return [[dict(b, date=b['date'].isoformat()) for b in t] for t in _ticks(panel)]
+
+def test_token_refused_and_accepted(work, token_server, monkeypatch, capsys):
+    from trading_nb.cli import main
+    monkeypatch.delenv('TRADING_NB_TOKEN', raising=False)
+    assert main(['serve', '--model', str(work['dir'] / 'sp.pt'), '--host', '0.0.0.0']) == 2        # refuses to start: no token
+    assert 'needs a token: pass --token or set TRADING_NB_TOKEN' in capsys.readouterr().err
+    assert main(['serve', '--model', str(work['dir'] / 'sp.pt'), '--token', 'short']) == 2
+    assert 'the token is too short' in capsys.readouterr().err
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+    srv, ticks = token_server, _panel_ticks(work['panel'])
+    for path in ('/health', '/model', '/', '/latest', '/plotly.min.js'):
+        assert httpx.get(srv.url + path).status_code == 401, path
+        assert httpx.get(srv.url + path, headers={'Authorization': 'Bearer ' + TOKEN[:-1] + 'x'}).status_code == 401, path
+        assert httpx.get(srv.url + path + '?token=' + TOKEN[:-1]).status_code == 401, path
+    r = httpx.post(srv.url + '/bars', json=ticks[0])
+    assert r.status_code == 401 and r.json()['status'] == 'error' and 'missing or wrong token' in r.json()['reason']
+    assert httpx.post(srv.url + '/model/reload').status_code == 401
+    assert httpx.get(srv.url + '/health', headers=srv.headers()).json()['status'] == 'ok'
+    assert httpx.get(srv.url + '/health?token=' + TOKEN).json()['status'] == 'ok'
+    assert [a['status'] for a in httpx.post(srv.url + '/bars', json=ticks[0], headers=srv.headers()).json()] == ['warmup'] * 4
+    with pytest.raises(InvalidStatus):
+        with connect(f'ws://127.0.0.1:{srv.port}/stream', open_timeout=30) as ws: ws.recv(timeout=5)
+    with pytest.raises(InvalidStatus):
+        with connect(f'ws://127.0.0.1:{srv.port}/stream?token=wrong-token-0123456789', open_timeout=30) as ws: ws.recv(timeout=5)
+    with srv.ws() as ws: assert [a['status'] for a in _ask(ws, ticks[1])] == ['warmup'] * 4
 
 
 def test_limits_keep_the_connection(work):
@@ -343,7 +356,7 @@ def test_garbage_never_hurts_another_client(work, warm_panel, tmp_path_factory, 
 
 
 # ---------------------------------------------------------------- the page, in headless chromium
-def test_page_in_chromium(work, tmp_path):
+def test_page_in_chromium(work, token_server):
     chromium = os.environ.get('CHROMIUM') or shutil.which('chromium') or shutil.which('chromium-browser')
     required = os.environ.get('TRADING_NB_BROWSER_TESTS') == 'required'
     try: from playwright.sync_api import sync_playwright
@@ -352,32 +365,28 @@ def test_page_in_chromium(work, tmp_path):
         if required: pytest.fail('browser tests are required here but chromium or playwright is missing')
         pytest.skip('chromium or playwright is not installed')
     SHOTS.mkdir(parents=True, exist_ok=True)
-    panel = work['panel']
-    ticks = [[dict(b, date=b['date'].isoformat()) for b in t] for t in _ticks(panel)]
-    srv = Server(work['dir'] / 'panel.pt', env={'TRADING_NB_TOKEN': TOKEN}, token=TOKEN)
+    srv, ticks = token_server, _panel_ticks(work['panel'])
     errors, external = [], []
-    try:
-        history = [bar for t in ticks[:-40] for bar in t]            # many dates in one message: each symbol's bars answered in order
-        for k in range(0, len(history), 400): httpx.post(srv.url + '/bars', json=history[k:k + 400], headers=srv.headers(), timeout=120).raise_for_status()
-        with sync_playwright() as p:
-            b = p.chromium.launch(executable_path=chromium, args=['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-                                  '--disable-component-update', '--disable-sync', '--no-first-run'], timeout=60_000)
-            page = b.new_page(viewport={'width': 1300, 'height': 900})
-            page.set_default_timeout(60_000)
-            page.on('console', lambda m: m.type == 'error' and errors.append(m.text))
-            page.on('pageerror', lambda e: errors.append(str(e)))
-            page.route('**/*', lambda r: r.continue_() if r.request.url.startswith((srv.url, 'data:', 'blob:')) else (external.append(r.request.url), r.abort()))
-            page.goto(f'{srv.url}/?token={TOKEN}')
-            page.wait_for_function("document.body.dataset.live === '1'")
-            before = int(page.evaluate('document.body.dataset.points || 0'))
-            page.screenshot(path=SHOTS / '01-history.png')
-            for t in ticks[-40:]: httpx.post(srv.url + '/bars', json=t, headers=srv.headers(), timeout=60).raise_for_status()
-            page.wait_for_function(f'Number(document.body.dataset.points) >= {before + 4 * 40}')
-            traces = page.evaluate("document.getElementById('chart').data.map(t => [t.name, t.x.length, t.x[t.x.length - 1]])")
-            rows = page.locator('#latest tr').count()
-            page.screenshot(path=SHOTS / '02-live.png')
-            b.close()
-    finally: srv.stop()
+    history = [bar for t in ticks[:-40] for bar in t]            # many dates in one message: each symbol's bars answered in order
+    for k in range(0, len(history), 400): httpx.post(srv.url + '/bars', json=history[k:k + 400], headers=srv.headers(), timeout=120).raise_for_status()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+                              '--disable-component-update', '--disable-sync', '--no-first-run'], timeout=60_000)
+        page = b.new_page(viewport={'width': 1300, 'height': 900})
+        page.set_default_timeout(60_000)
+        page.on('console', lambda m: m.type == 'error' and errors.append(m.text))
+        page.on('pageerror', lambda e: errors.append(str(e)))
+        page.route('**/*', lambda r: r.continue_() if r.request.url.startswith((srv.url, 'data:', 'blob:')) else (external.append(r.request.url), r.abort()))
+        page.goto(f'{srv.url}/?token={TOKEN}')
+        page.wait_for_function("document.body.dataset.live === '1'")
+        before = int(page.evaluate('document.body.dataset.points || 0'))
+        page.screenshot(path=SHOTS / '01-history.png')
+        for t in ticks[-40:]: httpx.post(srv.url + '/bars', json=t, headers=srv.headers(), timeout=60).raise_for_status()
+        page.wait_for_function(f'Number(document.body.dataset.points) >= {before + 4 * 40}')
+        traces = page.evaluate("document.getElementById('chart').data.map(t => [t.name, t.x.length, t.x[t.x.length - 1]])")
+        rows = page.locator('#latest tr').count()
+        page.screenshot(path=SHOTS / '02-live.png')
+        b.close()
     assert not errors, errors
     assert not external, external
     assert before > 0 and sorted(t[0] for t in traces) == list(KNOWN) and rows == 4, (before, traces)

@@ -13,8 +13,9 @@ from fastcore.basics import patch
 import pandas as pd
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from .inference import (InferenceModel, StreamState, StreamStates, _answer, _digest, _fields, _plain, _serve, _span,
-                                  _split_bar, setup_inference)
+from .data import OHLCV_COLS
+from .inference import (InferenceModel, StreamState, StreamStates, _answer, _digest, _fields, _file_sha256, _plain, _serve,
+                                  _span, _split_bar, _step, setup_inference)
 
 # %% auto #0
 __all__ = ['SERVE_FORMAT', 'LOOPBACK', 'model_id', 'Service', 'Limits', 'check_bind', 'make_app', 'serve']
@@ -31,8 +32,20 @@ def _fingerprint(im: InferenceModel) -> str:
 
 def model_id(im: InferenceModel) -> str:
     "The first 12 hex digits of the model's content digest: the `sha256` its file records (weights, config, manifest)"
-    state = {k: v.detach().cpu() for k, v in im.model.state_dict().items()}
-    return _digest(_plain(asdict(im.model.config)), im.manifest, state)[:12]
+    try:
+        state = {k: v.detach().cpu() for k, v in im.model.state_dict().items()}
+        return _digest(_plain(asdict(im.model.config)), im.manifest, state)[:12]
+    except Exception:   # a model without a dataclass config: its file's bytes
+        return _file_sha256(im.path)[:12] if im.path is not None else 'in-memory'
+
+def _servable(im: InferenceModel) -> InferenceModel:
+    "`im`, or a `ValueError` for a model the service cannot keep the states of"
+    cs = getattr(im, 'cross_section', 'none')
+    if cs != 'none':
+        raise ValueError(f"the model normalises each date's features across its symbols (cross_section={cs!r}): a revised bar or a "
+                         "restart would need the whole date's tick again, which the service does not keep; serve a model trained "
+                         "with cross_section='none', or use `trading-nb replay` for this one")
+    return im
 
 def _when(t) -> str | None: return None if t is None else pd.Timestamp(t).isoformat()
 
@@ -57,9 +70,10 @@ class Service:
                  fsync: bool = False,          # fsync the log after every tick (a power cut loses nothing; a SIGKILL never does)
                  device=None,                  # where to run a model loaded from a path (`None`: CUDA when present)
                  recent: int = 500,            # answers per symbol kept for the page
+                 page_symbols: int = 50,       # symbols the page charts (the first seen): memory stays bounded with thousands
                 ):
         self.threshold, self.on_mismatch, self.known_only, self.fsync, self.device = threshold, on_mismatch, known_only, fsync, device
-        self.snapshot_every, self.recent_n = int(snapshot_every), int(recent)
+        self.snapshot_every, self.recent_n, self.page_symbols = int(snapshot_every), int(recent), int(page_symbols)
         self._max_gap = None if max_gap is None else pd.Timedelta(max_gap)
         self.lock = asyncio.Lock()           # one tick (or one model swap) at a time
         self._queue: list = []               # messages waiting for the next tick: (bars, future of their answers)
@@ -74,7 +88,7 @@ class Service:
         if state_dir is not None: self._open(Path(state_dir))
 
     def _set_model(self, im: InferenceModel, path):
-        self.im, self.path = im, (Path(path) if path is not None else im.path)
+        self.im, self.path = _servable(im), (Path(path) if path is not None else im.path)
         self.id, self.fp, self.loaded = model_id(im), _fingerprint(im), time.time()
         self.max_gap = self._max_gap if self._max_gap is not None else 5 * im.bar_spacing
 
@@ -120,42 +134,45 @@ def tick(self: Service,
         ) -> list[dict]:
     "One answer per bar, in order (repeats, revisions and gaps handled); the accepted bars are logged before the answers return"
     answers, events, seg, seen = [None] * len(bars), [], [], set()
+    parsed = [_parse(b) for b in bars]
     for i, bar in enumerate(bars):   # a symbol twice in one tick: its second bar waits for the first's answer
-        k = _key(bar, i)
-        if k in seen: self._segment(bars, seg, answers, events); seg, seen = [], set()
+        k = ('s', parsed[i][0]) if parsed[i] is not None else _key(bar, i)
+        if k in seen: self._segment(bars, parsed, seg, answers, events); seg, seen = [], set()
         seg.append(i); seen.add(k)
-    self._segment(bars, seg, answers, events)
+    self._segment(bars, parsed, seg, answers, events)
     self._log(events)
     self.counts['ticks'] += 1; self.counts['bars'] += len(bars)
     for a in answers:
         self.counts[a['status']] = self.counts.get(a['status'], 0) + 1
         for flag in ('repeat', 'revised'): self.counts[flag] += bool(a[flag])
         self.counts['gap'] += a['gap'] is not None
-        if a['status'] == 'ok' and not a['repeat']: self.recent.setdefault(a['symbol'], deque(maxlen=self.recent_n)).append(a)
+        if a['status'] == 'ok' and not a['repeat']:   # for the page: the latest answers of the first `page_symbols` symbols
+            d = self.recent.get(a['symbol'])
+            if d is None and len(self.recent) < self.page_symbols: d = self.recent[a['symbol']] = deque(maxlen=self.recent_n)
+            if d is not None: d.append(a)
     for q in list(self.watchers):
         if q.full(): q.get_nowait()      # a page that falls behind loses its oldest update, never the stream
         q.put_nowait(answers)
     return answers
 
-# %% ../nbs/07a_serve.ipynb #98e4e723
+# %% ../nbs/07a_serve.ipynb #26a05d3d
 @patch
-def _segment(self: Service, bars: list, idx: list, answers: list, events: list):
+def _segment(self: Service, bars: list, parsed: list, idx: list, answers: list, events: list):
     "Answer the bars `idx` of a tick (at most one per symbol): repeats from the last answer, the rest in one pass of the stream"
-    todo = []   # (i, parsed, symbol, timestamp, values, revised, state to put back if the bar is not taken, its accepted count)
+    todo = []   # (i, symbol, timestamp, values, revised, the state to put back, its signature) of the bars that go through the stream
     states = self.states.states
     for i in idx:
-        p = _parse(bars[i])
-        if p is None:
-            todo.append((i, False, None, None, None, False, None, None)); continue
-        sym, t, vals = p
+        if parsed[i] is None:                              # not a bar: the stream answers it with the reason
+            todo.append((i, None, None, None, False, None, None)); continue
+        sym, t, vals = parsed[i]
         s, st = self.series.get(sym), states.get(sym)
         same = s is not None and s.last is not None and _same_time(t, s.last[0])
         if same and vals == s.last[1]:                     # an exact repeat of the last bar: its answer again
             answers[i] = dict(s.answer, repeat=True); continue
         if same:                                           # a revised last bar: answered from the state before it
             states[sym] = s.before.copy()
-            todo.append((i, True, sym, t, vals, True, st, s.before.accepted)); continue
-        todo.append((i, True, sym, t, vals, False, None if st is None else st.copy(), 0 if st is None else st.accepted))
+            todo.append((i, sym, t, vals, True, st, _signature(s.before))); continue
+        todo.append((i, sym, t, vals, False, None if st is None else st.copy(), _signature(st)))
     if not todo: return
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -163,15 +180,18 @@ def _segment(self: Service, bars: list, idx: list, answers: list, events: list):
             out = _serve(self.states, [bars[i] for i, *_ in todo])
         for w in caught: self.warnings.append(str(w.message))
     except Exception as e:   # a bar spacing unlike the model's (on_mismatch='error') or a fault: none of these bars is taken
-        for i, parsed, sym, t, vals, revised, back, n in todo:
-            if parsed and back is not None: states[sym] = back
-            elif parsed and n == 0: states.pop(sym, None)
+        for i, sym, t, vals, revised, back, sig in todo:
+            if t is not None and back is not None: states[sym] = back
+            elif t is not None: states.pop(sym, None)
             answers[i] = self.error(str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}", count=False)
         return
-    for (i, parsed, sym, t, vals, revised, back, n), a in zip(todo, out):
-        st = states.get(sym) if parsed else None
-        if st is None or st.accepted != n + 1 or st.last_date != t:   # not taken: refused, or a bar that was not well-formed
-            if revised: states[sym] = back               # a revision that was not taken leaves the last bar as it was
+    for (i, sym, t, vals, revised, back, sig), a in zip(todo, out):
+        st = states.get(sym) if t is not None else None
+        taken = st is not None and st.accepted == sig[0] + 1 and st.last_date == t
+        if not taken:
+            if revised: states[sym] = back                 # a revision not taken leaves the last bar as it was
+            elif st is not None and _signature(st) != sig:  # refused, yet the state moved (the spike guard holds the level): logged
+                events.append([sym, _when(t), list(vals), 0, None, 0]); self._dirty.add(sym)
             answers[i] = self._finish(a); continue
         s = self.series.get(sym) or self.series.setdefault(sym, _Series())
         gap = None
@@ -182,8 +202,12 @@ def _segment(self: Service, bars: list, idx: list, answers: list, events: list):
             s.before = back if back is not None else StreamState(self.im, self.threshold, self.on_mismatch, symbol=sym)
         s.last, s.answer = (t, vals), self._finish(a, revised, gap)
         answers[i] = s.answer
-        events.append([sym, _when(t), list(vals), int(revised), s.answer])
+        events.append([sym, _when(t), list(vals), int(revised), s.answer, 1])
         self._dirty.add(sym)
+
+def _signature(st: StreamState | None) -> tuple:
+    "What tells whether a bar changed a state: the bars taken, the last one's time, the level the spike guard holds"
+    return (0, None, None) if st is None else (st.accepted, st.last_date, getattr(getattr(st, 'guard', None), 'held', None))
 
 def _same_time(a: pd.Timestamp, b: pd.Timestamp) -> bool:
     "Whether two bar times are the same instant (a time with a zone and one without are not)"
@@ -229,20 +253,20 @@ def snapshot(self: Service):
                                                            symbols=len(self.series), written=time.time())))
     self._dirty, self._since = set(), 0
 
-# %% ../nbs/07a_serve.ipynb #ef439b51
+# %% ../nbs/07a_serve.ipynb #5aa60807
 @patch
-def _apply(self: Service, sym, t: pd.Timestamp, vals: list, revised: bool, answer: dict):
-    "One logged bar into the state again (no forward pass: its answer is in the log)"
+def _apply(self: Service, sym, t: pd.Timestamp, vals: list, revised: bool, answer: dict | None, taken: bool):
+    "One logged bar through its state again, as the stream took it (no forward pass: its answer is in the log)"
     states = self.states.states
     s = self.series.get(sym) or self.series.setdefault(sym, _Series())
     st = states.get(sym)
     if st is None: st = states[sym] = StreamState(self.im, self.threshold, self.on_mismatch, symbol=sym)
     if revised: st = states[sym] = s.before.copy()
-    else: s.before = st.copy()
+    elif taken: s.before = st.copy()
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        st._accept(t, tuple(vals))
-    s.last, s.answer = (t, tuple(vals)), answer
+        _step(st, t, dict(zip(OHLCV_COLS, vals)))
+    if taken: s.last, s.answer = (t, tuple(vals)), answer
 
 @patch
 def _replay(self: Service, start: int, skip: dict) -> int:
@@ -254,8 +278,8 @@ def _replay(self: Service, start: int, skip: dict) -> int:
             if not line.endswith(b'\n'): break                 # the process died while writing this line: it never counted
             try: events = json.loads(line)['e']
             except (ValueError, KeyError, TypeError): break
-            for sym, t, vals, revised, answer in events:
-                if pos >= skip.get(sym, 0): self._apply(sym, pd.Timestamp(t), vals, bool(revised), answer); n += 1
+            for sym, t, vals, revised, answer, taken in events:
+                if pos >= skip.get(sym, 0): self._apply(sym, pd.Timestamp(t), vals, bool(revised), answer, bool(taken)); n += 1
             pos += len(line)
     size = os.path.getsize(self.dir / 'bars.log')
     if pos < size:
