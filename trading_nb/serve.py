@@ -69,7 +69,7 @@ class Service:
                  snapshot_every: int = 1000,   # ticks with accepted bars between snapshots
                  fsync: bool = False,          # fsync the log after every tick (a power cut loses nothing; a SIGKILL never does)
                  device=None,                  # where to run a model loaded from a path (`None`: CUDA when present)
-                 recent: int = 500,            # answers per symbol kept for the page
+                 recent: int = 200,            # answers per symbol kept for the page
                  page_symbols: int = 50,       # symbols the page charts (the first seen): memory stays bounded with thousands
                 ):
         self.threshold, self.on_mismatch, self.known_only, self.fsync, self.device = threshold, on_mismatch, known_only, fsync, device
