@@ -14,8 +14,8 @@ import pandas as pd
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from .data import OHLCV_COLS
-from .inference import (InferenceModel, StreamState, StreamStates, _answer, _digest, _fields, _file_sha256, _plain, _serve,
-                                  _span, _split_bar, _step, setup_inference)
+from .inference import InferenceModel, StreamState, StreamStates, setup_inference
+from .inference import _answer, _digest, _fields, _file_sha256, _plain, _serve, _span, _split_bar, _step
 
 # %% auto #0
 __all__ = ['SERVE_FORMAT', 'LOOPBACK', 'model_id', 'Service', 'Limits', 'check_bind', 'make_app', 'serve']
