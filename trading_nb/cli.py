@@ -285,6 +285,7 @@ def add_benchmark_command(sub):
     b.add_argument('--epochs', type=int, default=None, help='most epochs per run (default: the experiment\'s)')
     b.add_argument('--device', choices=['auto', 'cpu', 'cuda', 'mps'], default=None, help='where to train (default: the experiment\'s)')
     b.add_argument('--threads', type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    b.add_argument('--importance-windows', type=int, default=None, help='validation windows permutation importance is measured on per run (default: 1000; 0: not measured)')
     b.add_argument('--quiet', action='store_true', help='no progress bars')
     b.set_defaults(func=cmd_benchmark)
 
@@ -339,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument('--aggregate', choices=['bar', 'day'], default=None, help="panels: judge the IC per timestamp (bar, the default) or average a day's "
                                                                            "intraday ICs first (day: minute bars read as daily research reads them)")
     t.add_argument('--participation', type=float, default=None, help="panels: share of a name's traded value the book may trade per bar, for its capacity (default: 0.1)")
+    t.add_argument('--importance-windows', type=int, default=None, help='validation windows permutation importance is measured on after training '
+                                                                   '(whole dates for a panel; default: 1000; 0: not measured)')
     t.add_argument('--on-invalid', **{**invalid, 'default': None})
     reading(t, None)   # defaults None: only the flags given override the experiment file
     t.add_argument('--target', choices=['auto', 'raw', 'excess'], default=None,

@@ -35,7 +35,7 @@ CHOICES = {'model.kind': ('hybrid', 'lstm', 'gru', 'alstm', 'transformer', 'tcn'
 _AT_LEAST_1 = {'features.lookback', 'target.horizon', 'training.epochs', 'training.batch_size', 'training.patience', 'training.threads',
                'evaluation.top_k', 'evaluation.baseline_windows', 'training.steps_per_epoch', 'data.min_symbols', 'search.trials', 'search.folds'} | {f'model.{f.name}' for f in fields(ModelSpec) if f.type == 'int'}
 RANGES = {**{k: (lambda v: v >= 1, 'at least 1') for k in _AT_LEAST_1},
-          'model.num_leaves': (lambda v: v >= 2, 'at least 2'), 'split.gap': (lambda v: v >= 0, 'at least 0'), 'evaluation.n_boot': (lambda v: v >= 0, 'at least 0'),
+          'model.num_leaves': (lambda v: v >= 2, 'at least 2'), 'split.gap': (lambda v: v >= 0, 'at least 0'), 'evaluation.n_boot': (lambda v: v >= 0, 'at least 0'), 'evaluation.importance_windows': (lambda v: v >= 0, 'at least 0'),
           'evaluation.cost_bps': (lambda v: 0 <= v < math.inf, 'a finite number >= 0'), 'training.lr': (lambda v: 0 < v < math.inf, 'a finite number > 0'),
           'split.val_frac': (lambda v: 0 < v < 1, 'in (0, 1)'), 'split.test_frac': (lambda v: 0 < v < 1, 'in (0, 1)'),
           'model.dropout': (lambda v: 0 <= v < 1, 'in [0, 1)'), 'evaluation.participation': (lambda v: 0 < v <= 1, 'in (0, 1]'),
@@ -287,7 +287,7 @@ FLAGS = dict(data='data.source', out='out', model='model.kind', epochs='training
              patience='training.patience', cost_bps='evaluation.cost_bps', on_invalid='data.on_invalid', adjust_splits='data.adjust_splits', spike_threshold='data.spike_threshold', sep='data.sep', decimal='data.decimal', target='target.kind',
              jobs='data.n_jobs', cache_dir='data.cache_dir', min_symbols='data.min_symbols', symbols='data.symbols',
              top_k='evaluation.top_k', execution='evaluation.execution', costs='evaluation.costs',
-             min_traded_value='evaluation.min_traded_value', max_stale='evaluation.max_stale', participation='evaluation.participation', aggregate='evaluation.aggregate', threads='training.threads', sampler='training.sampler', steps_per_epoch='training.steps_per_epoch', dist_backend='training.dist_backend', cross_section='features.cross_section')
+             min_traded_value='evaluation.min_traded_value', max_stale='evaluation.max_stale', participation='evaluation.participation', aggregate='evaluation.aggregate', importance_windows='evaluation.importance_windows', threads='training.threads', sampler='training.sampler', steps_per_epoch='training.steps_per_epoch', dist_backend='training.dist_backend', cross_section='features.cross_section')
 
 def experiment_from_args(
     a: argparse.Namespace,  # parsed arguments: `config`, `set` and any of the `FLAGS`

@@ -12,11 +12,11 @@ import pandas as pd
 from .data import DataError, SAMPLES, is_panel, load_ohlcv, load_panel, load_sample, sample_path
 
 # %% auto #0
-__all__ = ['SECTIONS', 'BOOKS', 'XS_KEYS', 'IMPORTANCE_WINDOWS', 'DataSpec', 'FeatureSpec', 'SplitSpec', 'TargetSpec',
-           'ModelSpec', 'TrainingSpec', 'EvaluationSpec', 'SearchSpec', 'Experiment', 'is_store', 'load_data',
-           'select_symbols', 'resolved_out', 'feature_cache_dir', 'set_threads', 'resolve', 'cross_sectional_metrics',
-           'metrics_row', 'json_safe', 'cost_model', 'per_symbol_books', 'panel_evaluation', 'store_baselines',
-           'memory_parts', 'store_parts', 'store_bars', 'session_gaps', 'check_kind', 'train_pipeline']
+__all__ = ['SECTIONS', 'BOOKS', 'XS_KEYS', 'DataSpec', 'FeatureSpec', 'SplitSpec', 'TargetSpec', 'ModelSpec', 'TrainingSpec',
+           'EvaluationSpec', 'SearchSpec', 'Experiment', 'is_store', 'load_data', 'select_symbols', 'resolved_out',
+           'feature_cache_dir', 'set_threads', 'resolve', 'cross_sectional_metrics', 'metrics_row', 'json_safe',
+           'cost_model', 'per_symbol_books', 'panel_evaluation', 'store_baselines', 'memory_parts', 'store_parts',
+           'store_bars', 'session_gaps', 'check_kind', 'train_pipeline']
 
 # %% ../nbs/08_pipeline.ipynb #33adc84a
 @dataclass
@@ -100,6 +100,7 @@ class EvaluationSpec:
     n_boot: int = 1000          # block-bootstrap resamples for the intervals
     top_k: int | None = None    # panels: names per portfolio leg (default: 20% of each date's names)
     baseline_windows: int = 200_000   # a feature store: the tabular baselines are fitted on a seeded sample of this many training windows
+    importance_windows: int = 1000    # validation windows (whole dates for a panel) permutation importance is measured on after training (0: not measured)
 
 @dataclass
 class SearchSpec:
@@ -407,8 +408,6 @@ def check_kind(
         raise ValueError(f"model.kind={kind!r} is a tabular model, fitted in one process: run it without torchrun "
                          f"(torchrun trains the networks: {', '.join(TORCH_KINDS)})")
 
-IMPORTANCE_WINDOWS = 1000   # validation windows (whole dates for a panel) the permutation importance is measured on
-
 def train_pipeline(
     exp: Experiment,            # the run: data, features, split, target, model, training, evaluation (`resolve` fills the folder)
     data=None,                  # bars or a panel to use instead of `exp.data.source` (a frame in a notebook)
@@ -450,7 +449,7 @@ def train_pipeline(
     proba, y = predict_dataset(model, test, res.device)   # under torchrun: every test window once, gathered from all ranks
     cache_hits = all_gather_objects(bool((getattr(train, 'features_cache', None) or {}).get('hit')))
     if not info.main: return None   # rank 0 alone scores, writes and reports
-    imp = run_importance(model, val, max_windows=IMPORTANCE_WINDOWS, seed=seed, device=res.device)   # what the model leans on, on validation
+    imp = run_importance(model, val, max_windows=ev.importance_windows, seed=seed, device=res.device) if ev.importance_windows else None   # what the model leans on, on validation
     base = store_baselines(train, test, ev.baseline_windows, seed) if src['store'] else baseline_predictions(train, test, seed=seed)
     cmp = compare(proba, base, y, n_boot=n_boot, seed=seed, horizon=horizon)
     dates = pd.Index(test.dates)
@@ -466,7 +465,7 @@ def train_pipeline(
                       samples_per_s=float(res.history.samples_per_s.median()), parameters=model.num_parameters(), kind=exp.model.kind, windows=getattr(res, 'rows', len(train)),
                       lookback=lookback, horizon=horizon, seed=seed, world_size=res.world_size, backend=res.backend,
                       batch_size=t.batch_size, resumed=bool(resume)))
-    metrics['importance'] = imp
+    if imp: metrics['importance'] = imp
     preds = pd.DataFrame({'close': test.closes, 'future_return': test.future_returns, 'target': y}, index=pd.Index(test.dates, name='date'))
     for i, c in enumerate(test.class_names): preds[f'p_{c}'] = proba[:, i]
     for b, p in base.items(): preds[f'{b}_p_up'] = p[:, -1]
@@ -510,7 +509,7 @@ def train_pipeline(
     metrics = json_safe(metrics)
     export_model(model, out / 'model.pt', train, metrics=dict(model=metrics['model'], backtest=metrics.get('backtest') or metrics['portfolio']),
                  data=src['frame'], data_path=src['path'])
-    importance_table(metrics['importance']).to_csv(out / 'importance.csv', index=False)
+    if imp: importance_table(metrics['importance']).to_csv(out / 'importance.csv', index=False)
     res.history.to_csv(out / 'history.csv', index=False)
     preds.to_csv(out / 'test_predictions.csv')
     eq.to_csv(out / 'equity.csv')
