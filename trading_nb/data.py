@@ -93,8 +93,10 @@ def _median_before(v: np.ndarray, t: int, window: int, least: int) -> float:
     return float(np.median(first)) if len(first) == least else np.nan
 
 def _robust_sigma(r: np.ndarray, t: int) -> float:
-    "Robust scale of the returns `r` before bar `t`: 1.4826 x the median |return| of the previous `_WINDOW` (0 for a series too short to tell)"
-    s = _median_before(np.abs(r), t, _WINDOW, 10)
+    "Robust scale of the returns `r` before bar `t`: 1.4826 x the median |move| of the previous `_WINDOW` bars that moved (0 for a series too short to tell)"
+    moves = np.abs(r)
+    moves[moves == 0] = np.nan   # a stale price is no move: an illiquid name bouncing between bid and ask is scaled by its bounces
+    s = _median_before(moves, t, _WINDOW, 10)
     return 1.4826 * s if np.isfinite(s) else 0.0
 
 def _pct(x: float) -> str: return f"{math.expm1(x) * 100:+,.1f}%"   # a log move as a percentage
@@ -102,17 +104,21 @@ def _num(v: float) -> str: return f"{v:,.2f}" if abs(v) >= 100 else f"{v:.6g}"  
 def _when(ts) -> str: return str(ts.date()) if ts == ts.normalize() else str(ts)   # a daily bar as its date
 
 def _spikes(df: pd.DataFrame, threshold: float = SPIKE_THRESHOLD) -> list[dict]:
-    "One-bar spikes: a price far above (or below) both neighbours, by `threshold` robust sigmas and 10%, that the next bar takes back"
+    "One-bar spikes: a price far above (or below) both neighbours and their ranges, by `threshold` robust sigmas and 10%, that the next bar takes back"
     found = {}
     if not threshold < math.inf or len(df) < 3: return []
     floor = math.log1p(SPIKE_FLOOR)
+    hi, lo = np.log(df['high'].to_numpy(dtype=float)), np.log(df['low'].to_numpy(dtype=float))
+    above = np.maximum(hi[:-2], hi[2:])                # the neighbours' ranges: a print is outside both, a real move is not
+    below = np.minimum(lo[:-2], lo[2:])                # (the next bar opens where a real close left it)
     for col in ('close', 'open', 'high', 'low'):
         v = df[col].to_numpy(dtype=float)
         x = np.log(v)
         r = np.r_[np.nan, np.diff(x)]
         a, b = r[1:-1], -r[2:]                         # bar t against bar t-1, and against bar t+1
         leg = np.minimum(np.abs(a), np.abs(b))
-        maybe = (np.sign(a) == np.sign(b)) & (leg > floor) & (np.abs(x[2:] - x[:-2]) < leg / 2)   # cheap first: the few bars past the floor
+        outside = np.where(a > 0, x[1:-1] - above, below - x[1:-1])
+        maybe = (np.sign(a) == np.sign(b)) & (leg > floor) & (np.abs(x[2:] - x[:-2]) < leg / 2) & (outside > leg / 2)   # cheap first: the few bars past the floor
         for t in np.flatnonzero(maybe) + 1:
             s = _robust_sigma(r, t)
             if t in found or leg[t - 1] <= threshold * s: continue
@@ -233,10 +239,14 @@ class SpikeGuard:
 
     def check(self, close: float) -> str | None:
         "The reason to reject a bar with this close, or `None` to take it"
-        if self.close is None or len(self.moves) < 10 or not self.threshold < math.inf: return None
-        r, s = math.log(close / self.close), 1.4826 * float(np.median(self.moves))
-        limit = max(self.threshold * s, math.log1p(self.floor))
+        if self.close is None or not self.threshold < math.inf: return None
+        r = math.log(close / self.close)
         held, self.held = self.held, None
+        if abs(r) <= math.log1p(self.floor): return None        # most bars: no closer look
+        moved = [m for m in self.moves if m > 0]                 # as in the batch check: the bars that moved
+        if len(moved) < 10: return None                          # too little history to tell
+        s = 1.4826 * float(np.median(moved))
+        limit = max(self.threshold * s, math.log1p(self.floor))
         if abs(r) <= limit or (held is not None and abs(math.log(close / held)) <= limit): return None   # a normal move, or a new level the next bar confirmed
         self.held = close
         return (f"close {_num(close)} is {_pct(r)} from the last accepted close {_num(self.close)}, {abs(r) / s if s else math.inf:,.0f} robust sigmas "
