@@ -243,7 +243,7 @@ def importance_figures(
         att = go.Figure(go.Scatter(x=np.arange(1 - len(a), 1), y=a, mode='lines+markers', name='mean attention'))
         att.add_hline(y=1 / len(a), line_dash='dash', annotation_text='uniform')
         att.update_layout(title='Mean attention over the lookback (the same validation windows): the weight of each bar, 0 = the decision bar',
-                          xaxis_title='bar, relative to the decision bar', yaxis_title='mean attention', height=320)
+                          xaxis_title='bar, relative to the decision bar', yaxis=dict(title='mean attention', rangemode='tozero'), height=320)   # from 0: a near-uniform curve looks flat
         figs.append(att)
     return figs
 
