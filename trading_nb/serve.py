@@ -82,7 +82,8 @@ class Service:
         self.recent: dict = {}               # symbol -> deque of its latest 'ok' answers
         self.warnings: deque = deque(maxlen=20)
         self.started, self.restored = time.time(), None
-        self._set_model(model if isinstance(model, InferenceModel) else setup_inference(model, device), None if isinstance(model, InferenceModel) else Path(model))
+        given = isinstance(model, InferenceModel)   # a loaded model, or a path to load
+        self._set_model(model if given else setup_inference(model, device), None if given else Path(model))
         self.states, self.series = self._fresh(), {}
         self.dir, self._fd, self.log_pos, self._since, self._dirty = None, None, 0, 0, set()
         if state_dir is not None: self._open(Path(state_dir))
