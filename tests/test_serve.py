@@ -6,7 +6,7 @@ run; models reloaded (HTTP and SIGHUP) between ticks while a client streams; the
 garbage never crashes the service nor changes another client's answers; the page in headless chromium.
 Small untrained models (the numbers need to be a real model's, not good ones); every child process is killed in `finally`.
 """
-import json, os, random, shutil, signal, socket, subprocess, sys, threading, time
+import json, os, random, shutil, signal, socket, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
 import httpx
@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from trading_nb.data import load_sample, make_synthetic_panel
 from trading_nb.dataset import chronological_split
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXE = str(Path(sys.executable).parent / 'trading-nb')
 SHOTS = ROOT / 'tests' / 'artifacts' / 'browser' / 'serve'
 TOKEN = 'test-token-0123456789abcdef'
+set_hypothesis_home_dir(tempfile.mkdtemp(prefix='hypothesis-'))   # its caches out of the checkout
 
 
 # ---------------------------------------------------------------- models, data and the server as a process
@@ -338,7 +340,7 @@ def warm_panel(work, tmp_path_factory):
     quiet = Service(d / 'panel.pt', shutil.copytree(folder, folder.parent / 'quiet'), known_only=True, device='cpu')
     return folder, ticks[-12:], [quiet.tick(t) for t in ticks[-12:]]
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)   # no .hypothesis folder in the checkout
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(garbage=st.lists(_message, min_size=6, max_size=24))
 def test_garbage_never_hurts_another_client(work, warm_panel, tmp_path_factory, garbage):
     from fastapi.testclient import TestClient
