@@ -691,5 +691,5 @@ def serve(model,                           # the model file (`trading-nb train` 
           f"{' (token required)' if token else ''}; state {service.dir or 'in memory only'}"
           f"{f', {len(service.series)} series restored ({r['snapshots']} snapshots, {r['replayed']} logged bars replayed)' if r else ''}",
           file=sys.stderr, flush=True)
-    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, ws='websockets',
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, ws='auto',
                                   ws_max_size=4 * limits.max_bytes, lifespan='on')).run()
