@@ -64,7 +64,8 @@ class Server:
     def __init__(self, model, *args, env=None, token=None):
         self.port, self.token = _free_port(), token
         self.url = f'http://127.0.0.1:{self.port}'
-        self.log = open(Path(os.environ.get('TMPDIR', '/tmp')) / f'serve-{self.port}.log', 'w+')
+        fd, self.log_path = tempfile.mkstemp(prefix='trading-nb-serve-', suffix='.log')
+        self.log = os.fdopen(fd, 'w+')
         e = {**os.environ, 'OMP_NUM_THREADS': '1', **(env or {})}
         self.proc = subprocess.Popen([EXE, 'serve', '--model', str(model), '--port', str(self.port), '--threads', '1', *map(str, args)],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=e)
@@ -96,7 +97,8 @@ class Server:
             self.proc.send_signal(sig)
             try: self.proc.wait(30)
             except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait(30)
-        self.log.close()
+        if not self.log.closed: self.log.close()
+        Path(self.log_path).unlink(missing_ok=True)
 
 def _ask(ws, msg) -> dict | list:
     ws.send(msg if isinstance(msg, str) else json.dumps(msg)); return json.loads(ws.recv(timeout=60))
