@@ -505,6 +505,7 @@ _PAGE = """<!doctype html>
 const TOKEN = __TOKEN__, KEY = __KEYJSON__, MAX = 500;
 const q = TOKEN ? '?token=' + encodeURIComponent(TOKEN) : '';
 const series = new Map();   // symbol -> {x, y, s, last}
+const esc = v => String(v).replace(/[&<>"']/g, c => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'}[c]));   // a symbol is the client's text
 let shown = 0, pending = false;
 function add(answers) {
   for (const a of answers) {
@@ -521,12 +522,12 @@ function add(answers) {
 }
 function draw() {
   pending = false;
-  const traces = [...series.entries()].map(([name, d]) => ({x: d.x, y: d.y, name: name, mode: 'lines+markers', type: 'scatter',
+  const traces = [...series.entries()].map(([name, d]) => ({x: d.x, y: d.y, name: esc(name), mode: 'lines+markers', type: 'scatter',
      marker: {size: 6, color: d.s.map(v => v ? '#1a7f37' : '#bbb')}, line: {width: 1.5}}));
-  Plotly.react('chart', traces, {margin: {t: 30, r: 20, b: 40, l: 60}, yaxis: {title: {text: KEY}}, xaxis: {title: {text: 'bar time'}},
+  Plotly.react('chart', traces, {margin: {t: 30, r: 20, b: 40, l: 60}, yaxis: {title: {text: KEY}}, xaxis: {type: 'date'},
      legend: {orientation: 'h'}, title: {text: KEY + ' by bar (green: long)', font: {size: 14}}}, {displaylogo: false, responsive: true});
-  const rows = [...series.entries()].sort().map(([name, d]) => `<tr><td>${name}</td><td>${d.last.date}</td><td>${d.last[KEY].toFixed(4)}</td>` +
-     `<td class="${d.last.signal ? 'long' : 'flat'}">${d.last.signal ? 'long' : 'flat'}</td><td>${d.last.model}</td></tr>`);
+  const rows = [...series.entries()].sort().map(([name, d]) => `<tr><td>${esc(name)}</td><td>${esc(d.last.date)}</td><td>${Number(d.last[KEY]).toFixed(4)}</td>` +
+     `<td class="${d.last.signal ? 'long' : 'flat'}">${d.last.signal ? 'long' : 'flat'}</td><td>${esc(d.last.model)}</td></tr>`);
   document.getElementById('latest').innerHTML = rows.join('');
   document.getElementById('count').textContent = shown;
   document.body.dataset.points = shown;
