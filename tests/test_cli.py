@@ -90,3 +90,9 @@ def test_help():
     assert r.returncode == 0 and all(c in r.stdout for c in ("train", "predict", "replay", "evaluate", "report"))
     r = cli("train", "--help")
     assert "--lookback" in r.stdout and "--device" in r.stdout
+
+def test_parser_starts_without_torch():
+    "`trading-nb --help` and argument errors answer without importing torch (seconds saved on every mistyped command)"
+    code = "import sys, trading_nb.cli as c; c.build_parser(); print(sorted(m for m in ('torch', 'lightgbm', 'fastapi') if m in sys.modules))"
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == '[]', out

@@ -271,7 +271,7 @@ def cmd_benchmark(a) -> int:
 
 def add_benchmark_command(sub):
     "The `benchmark` subcommand, on `build_parser`'s subparsers"
-    from trading_nb.model import MODEL_KINDS
+    MODEL_KINDS = CHOICES['model.kind']   # model.MODEL_KINDS, without importing torch at start-up
     b = sub.add_parser('benchmark', help='model kinds x seeds on the same data and splits: mean +- std of IC, rank IC, the book, AUC',
                        description='Train every model kind of --models with --seeds seeds on the experiment (each a normal run folder OUT/<kind>/seed<k>), '
                                    'then write benchmark.md, benchmark.json and benchmark.html: mean +- std over seeds of IC, ICIR, rank IC, rank ICIR, '
