@@ -78,7 +78,7 @@ def cmd_serve(a) -> int:
     "`trading-nb serve`: the live service of 07a_serve until Ctrl-C or SIGTERM (both snapshot the states)"
     from trading_nb.serve import Limits, serve
     serve(a.model, host=a.host, port=a.port, state=a.state, token=a.token, limits=Limits(a.max_message, a.max_tick, a.rate),
-          threshold=a.threshold, on_mismatch=a.on_mismatch, max_gap=a.max_gap, known_only=a.known_symbols,
+          threshold=a.threshold, on_mismatch=a.on_mismatch, max_gap=a.max_gap, known_only=a.known_symbols, max_symbols=a.max_symbols,
           snapshot_every=a.snapshot_every, fsync=a.fsync, device=None if a.device == 'auto' else a.device)
     return 0
 
@@ -430,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument('--threshold', type=float, default=0.5, help='long when p_up is above it (default: 0.5)')
     v.add_argument('--max-gap', default=None, help="flag a bar further than this after its symbol's last one, e.g. 5D or 2h (default: 5 bar spacings)")
     v.add_argument('--known-symbols', action='store_true', help='refuse bars of symbols the model was not trained on')
+    v.add_argument('--max-symbols', type=int, default=10_000, help='refuse a new symbol past this many (default: 10000)')
     v.add_argument('--on-mismatch', choices=['error', 'warn'], default='error', help='bars spaced unlike the training data: refuse them (error, the default) or warn')
     v.add_argument('--snapshot-every', type=int, default=1000, help='ticks between snapshots; the log holds the bars since (default: 1000)')
     v.add_argument('--fsync', action='store_true', help='fsync the bar log after every tick (survives a power cut, not only a kill; slower)')

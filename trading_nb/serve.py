@@ -66,6 +66,7 @@ class Service:
                  on_mismatch: str = 'error',   # bar spacing unlike the model's: 'error' (the bars are refused) or 'warn'
                  max_gap=None,                 # flag a bar further than this after its symbol's last one (default: 5 bar spacings)
                  known_only: bool = False,     # refuse symbols the model was not trained on
+                 max_symbols: int = 10_000,    # refuse a new symbol past this many (each holds two states: tens of KB)
                  snapshot_every: int = 1000,   # ticks with accepted bars between snapshots
                  fsync: bool = False,          # fsync the log after every tick (a power cut loses nothing; a SIGKILL never does)
                  device=None,                  # where to run a model loaded from a path (`None`: CUDA when present)
@@ -73,6 +74,7 @@ class Service:
                  page_symbols: int = 50,       # symbols the page charts (the first seen): memory stays bounded with thousands
                 ):
         self.threshold, self.on_mismatch, self.known_only, self.fsync, self.device = threshold, on_mismatch, known_only, fsync, device
+        self.max_symbols = int(max_symbols)
         self.snapshot_every, self.recent_n, self.page_symbols = int(snapshot_every), int(recent), int(page_symbols)
         self._max_gap = None if max_gap is None else pd.Timedelta(max_gap)
         self.lock = asyncio.Lock()           # one tick (or one model swap) at a time
@@ -161,12 +163,18 @@ def tick(self: Service,
 def _segment(self: Service, bars: list, parsed: list, idx: list, answers: list, events: list):
     "Answer the bars `idx` of a tick (at most one per symbol): repeats from the last answer, the rest in one pass of the stream"
     todo = []   # (i, symbol, timestamp, values, revised, the state to put back, its signature) of the bars that go through the stream
-    states = self.states.states
+    states, new = self.states.states, 0
     for i in idx:
         if parsed[i] is None:                              # not a bar: the stream answers it with the reason
             todo.append((i, None, None, None, False, None, None)); continue
         sym, t, vals = parsed[i]
         s, st = self.series.get(sym), states.get(sym)
+        if st is None:                                     # a bounded service: a client cannot make it hold any number of symbols
+            if len(states) + new >= self.max_symbols:
+                answers[i] = self._finish(_answer(self.im, sym, t, 'rejected', reason=f"symbol {sym!r} would be one more than "
+                                                  f"the {self.max_symbols:,} symbols the service serves at most (--max-symbols)"))
+                continue
+            new += 1
         same = s is not None and s.last is not None and _same_time(t, s.last[0])
         if same and vals == s.last[1]:                     # an exact repeat of the last bar: its answer again
             answers[i] = dict(s.answer, repeat=True); continue
@@ -175,6 +183,10 @@ def _segment(self: Service, bars: list, parsed: list, idx: list, answers: list, 
             todo.append((i, sym, t, vals, True, st, _signature(s.before))); continue
         todo.append((i, sym, t, vals, False, None if st is None else st.copy(), _signature(st)))
     if not todo: return
+    fresh = set()                                          # symbols the stream may make a state for in this segment
+    for i, sym, t, *_ in todo:
+        k = ('s', sym) if t is not None else _key(bars[i], i)
+        if k[0] == 's' and k[1] not in states: fresh.add(k[1])
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
@@ -186,6 +198,9 @@ def _segment(self: Service, bars: list, parsed: list, idx: list, answers: list, 
             elif t is not None: states.pop(sym, None)
             answers[i] = self.error(str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}", count=False)
         return
+    finally:
+        for sym in fresh:                                  # a state made for a bar that was refused holds nothing: not kept
+            if sym in states and states[sym].accepted == 0 and _signature(states[sym]) == (0, None, None): del states[sym]
     for (i, sym, t, vals, revised, back, sig), a in zip(todo, out):
         st = states.get(sym) if t is not None else None
         taken = st is not None and st.accepted == sig[0] + 1 and st.last_date == t
