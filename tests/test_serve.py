@@ -359,7 +359,7 @@ def test_garbage_never_hurts_another_client(work, warm_panel, tmp_path_factory, 
                         assert x['status'] in ('error', 'rejected') and x['reason'], (g, x)
                 clean.send_text(json.dumps(t)); got.append(json.loads(clean.receive_text()))
         assert client.get('/health').json()['status'] == 'ok'
-    assert got == want
+    assert got == want and sorted(svc.states.states) == list(KNOWN)   # the same answers; no state made for the garbage
 
 
 # ---------------------------------------------------------------- the page, in headless chromium
