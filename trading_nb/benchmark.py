@@ -13,8 +13,9 @@ from .pipeline import Experiment, json_safe, resolve
 from .experiment import comparison_caution, load_run, read_experiment, run_experiment, set_key
 
 # %% auto #0
-__all__ = ['FIGURES', 'parse_models', 'bench_runs', 'run_state', 'run_benchmark', 'run_figures', 'summarize', 'benchmark_table',
-           'per_seed_table', 'benchmark_markdown', 'benchmark_figures', 'write_benchmark']
+__all__ = ['FIGURES', 'parse_models', 'bench_runs', 'run_state', 'run_benchmark', 'run_figures', 'baseline_figures', 'summarize',
+           'benchmark_table', 'per_seed_table', 'baseline_table', 'benchmark_markdown', 'benchmark_figures',
+           'write_benchmark']
 
 # %% ../nbs/09a_benchmark.ipynb #9a18f9f6
 def parse_models(
@@ -131,6 +132,15 @@ def _stats(values: list) -> dict:
     return dict(mean=float(x.mean()) if len(x) else None, std=float(x.std(ddof=1)) if len(x) > 1 else None, values=values)
 
 # %% ../nbs/09a_benchmark.ipynb #7295d6cc
+def baseline_figures(
+    m: dict,   # a run's metrics.json
+) -> dict:
+    "Each baseline's figures in a run, on the model's test windows; the series' buy and hold, the panel's equal-weight book"
+    out = {b: {f: v.get(f) for f in ('ic', 'rank_ic', 'accuracy', 'auc')} for b, v in m['baselines'].items()}
+    book = m['backtest']['buy_hold'] if 'backtest' in m else m['portfolio'].get('equal_weight')
+    if book: out['buy and hold' if 'backtest' in m else 'equal weight (all names held)'] = dict(annual_return=book.get('annual_return'), ir=book.get('sharpe'))
+    return out
+
 def summarize(
     runs: list,   # `(kind, seed, run folder)` of every finished run
 ) -> dict:
@@ -150,13 +160,15 @@ def summarize(
                              **{f: _stats([x[f] for x in figs]) for f in [*dict(FIGURES), 'run_seconds']},
                              interval=[m['model'].get(ci) for _, _, m in mine])
     seeds = sorted({s for _, s, _ in runs})
+    base = [baseline_figures(lr['metrics']) for (k, _, _), lr in zip(runs, loaded) if k == models[0]]   # one kind's runs: a baseline per seed
+    baselines = {b: {f: _stats([x[b].get(f) for x in base if b in x]) for f in base[0][b]} for b in base[0]}
     d = first['data']
     caution = (f"{comparison_caution(loaded).removeprefix('Caution: ')} One test period ({d['test'][0][:10]} to {d['test'][1][:10]}), {_n(len(models), 'model kind')} x {_n(len(seeds), 'seed')}: "
                "the seed-to-seed spread is the noise of training alone (the same data and the same test dates), not the uncertainty of the test period, "
                "which each run's bootstrap interval shows; a ranking of kinds whose means differ by less than both is not a finding.")
     return json_safe(dict(data=dict(source=d['source'], sha256=d.get('sha256'), test=d['test'], panel=panel, target=d.get('target')),
                           headline='rank_ic' if panel else 'auc', book='long-short' if panel else 'long/flat',
-                          models=models, seeds=seeds, figures=[list(f) for f in FIGURES], results=results, caution=caution))
+                          models=models, seeds=seeds, figures=[list(f) for f in FIGURES], results=results, baselines=baselines, caution=caution))
 
 # %% ../nbs/09a_benchmark.ipynb #6799a02d
 _FMT = dict(annual_return=lambda v: f"{100 * v:+.1f}%", train_seconds=lambda v: f"{v:,.1f}", parameters=lambda v: f"{v:,.0f}")
@@ -195,6 +207,18 @@ def per_seed_table(
             rows[(k, label)] = {f'seed {sd}': _fmt(f, v) for sd, v in zip(r['seeds'], r[f]['values'])}
     return pd.DataFrame.from_dict(rows, orient='index').rename_axis(['model', 'figure'])
 
+def baseline_table(
+    s: dict,   # `summarize`'s result
+) -> pd.DataFrame:
+    "One row per baseline of the runs: its figures as 'mean +- std' over the seeds (most baselines are deterministic: no spread)"
+    base = s.get('baselines') or {}
+    cols = [(f, label) for f, label in s['figures'] if any(f in v and v[f]['mean'] is not None for v in base.values())]
+    def cell(f, r):
+        if r is None or r['mean'] is None: return 'n/a'
+        return _fmt(f, r['mean']) + (f" ± {_fmt(f, r['std']).lstrip('+')}" if r['std'] and r['std'] > 1e-12 else '')
+    rows = {b: {(f"book {label}" if f in ('annual_return', 'ir') else label): cell(f, v.get(f)) for f, label in cols} for b, v in base.items()}
+    return pd.DataFrame.from_dict(rows, orient='index').rename_axis('baseline')
+
 def benchmark_markdown(
     s: dict,   # `summarize`'s result
 ) -> str:
@@ -207,7 +231,9 @@ def benchmark_markdown(
             f"Test period {d['test'][0][:10]} to {d['test'][1][:10]} ({d['test'][2]:,} windows); seeds {', '.join(map(str, s['seeds']))}. "
             f"Mean ± standard deviation over the seeds; {'IC figures on the tradable names, the long-short book after costs (its Sharpe ratio is its information ratio)' if d['panel'] else 'the long/flat strategy after costs'}; "
             "training s: the seconds of the training epochs.\n\n"
-            f"{_md(benchmark_table(s))}\n\n## Every seed\n\n{_md(per)}\n\n**Caution.** {s['caution']}\n")
+            f"{_md(benchmark_table(s))}\n\n"
+            + (f"## Baselines on the same test windows\n\nFrom the runs of {s['models'][0]} (each run fits them on its training windows); the book: {'buy and hold' if not d['panel'] else 'every name held, equal weight'}, after costs.\n\n{_md(baseline_table(s))}\n\n" if s.get('baselines') else '')
+            + f"## Every seed\n\n{_md(per)}\n\n**Caution.** {s['caution']}\n")
 
 # %% ../nbs/09a_benchmark.ipynb #bdaf97ae
 _COLOURS = ('#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf')
