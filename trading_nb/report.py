@@ -230,7 +230,7 @@ def importance_figures(
     score = {'rank_ic': 'rank IC', 'auc': 'ROC AUC'}.get(imp['score'], imp['score'])
     base = f" from {imp['baseline']:.3f}" if imp.get('baseline') is not None else ''
     dates = f", {imp['dates']:,} dates" if imp.get('dates') else ''
-    fig = go.Figure(go.Bar(x=f['importance'], y=label, orientation='h', error_x=dict(type='data', array=f['std'].fillna(0).to_numpy()),
+    fig = go.Figure(go.Bar(x=f['importance'], y=label, orientation='h', name='permutation importance', error_x=dict(type='data', array=f['std'].fillna(0).to_numpy()),
                            marker_color=np.where(f['importance'] > 0, '#1f77b4', '#bbbbbb')))
     fig.update_layout(title=f"Permutation importance on the validation period: the drop in {score}{base} when a feature is shuffled "
                             f"{'within each date' if imp.get('dates') else 'across windows'}<br><sup>{imp['windows']:,} windows"
