@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 from fastcore.basics import patch
-from .data import DataError, OHLCV_COLS, SYMBOL_NAMES, SpikeGuard, bar_spacing, is_panel, load_ohlcv, load_panel
+from .data import DataError, OHLCV_COLS, SYMBOL_NAMES, SPIKE_THRESHOLD, SpikeGuard, bar_spacing, is_panel, load_ohlcv, load_panel
 from .dataset import _Windows, _segments, _window_ends
 from .panel import CROSS_SECTIONS, cross_section_normalize, cross_section_rows, panel_features
 from .features import feature_columns, make_features, normalize_features, warmup_bars
@@ -99,7 +99,7 @@ def _provenance(dataset, metrics, data, data_path) -> dict:
         metrics=_plain(metrics, 'metrics')), 'provenance')
 
 # %% ../nbs/07_inference.ipynb #2e4cba79
-def _manifest(model: nn.Module, dataset, provenance: dict) -> dict:
+def _manifest(model: nn.Module, dataset, provenance: dict, spike_threshold: float = SPIKE_THRESHOLD) -> dict:
     "The feature pipeline and class meaning of `dataset`, checked against `model.config`"
     c = model.config
     checks = (('input_channels', len(dataset.feature_names)), ('n_indicators', len(dataset.indicator_names)),
@@ -114,6 +114,7 @@ def _manifest(model: nn.Module, dataset, provenance: dict) -> dict:
                        target=getattr(dataset, 'target_kind', 'raw'),
                        cross_section=getattr(dataset, 'cross_section', 'none'),   # panels: each date normalised across its symbols
                        symbols=dataset.window_symbols,
+                       spike_threshold=spike_threshold if math.isfinite(spike_threshold) else None,   # the data's suspect-bar check (None: off); the stream applies the same
                        warmup=warmup_bars(dataset.indicators), provenance=provenance,
                        model=dict(kind=c.kind, parameters=model.num_parameters() if hasattr(model, 'num_parameters') else None)), 'manifest')
 
@@ -138,11 +139,12 @@ def export_model(
     metrics: dict | None = None,       # test metrics to record (plain numbers)
     data: pd.DataFrame | None = None,  # the OHLCV frame the datasets came from (date range, bar spacing)
     data_path: str | Path | None = None,  # the data file, for its SHA-256 (and its bars when `data` is not given)
+    spike_threshold: float = SPIKE_THRESHOLD,  # the suspect-bar threshold the training data was loaded with (`math.inf`: checks off); the stream uses it
 ) -> Path:
     "Write weights, config, feature pipeline and provenance to one `weights_only`-loadable file, atomically"
     if not is_dataclass(getattr(model, 'config', None)): raise TypeError(f"expected a model with a dataclass `.config`, got {type(model).__name__}")
     config = _plain(asdict(model.config), 'config')
-    manifest = _manifest(model, dataset, _provenance(dataset, metrics, data, data_path))
+    manifest = _manifest(model, dataset, _provenance(dataset, metrics, data, data_path), spike_threshold)
     state = {k: v.detach().to('cpu', copy=True) for k, v in model.state_dict().items()}
     path = Path(path)
     if isinstance(model, TabularModel) and model.config.kind == 'lightgbm':   # the trees in LightGBM's own text format, beside the weights
@@ -182,6 +184,8 @@ class InferenceModel:
         self.feature_names, self.indicator_names = list(manifest['feature_names']), list(manifest['indicator_names'])
         self.warmup = warmup_bars(self.indicators)
         self.cross_section = manifest.get('cross_section', 'none')   # files from before the setting: none
+        st = manifest.get('spike_threshold', SPIKE_THRESHOLD)      # files from before the setting: the default
+        self.spike_threshold = math.inf if st is None else float(st)
         self.history_bars = self.warmup + self.lookback   # bars before the first prediction (and all that one depends on)
         self.columns = [f'p_{c}' for c in self.class_names] if self.task == 'classification' else ['pred_return']
         self.bar_spacing = pd.Timedelta(seconds=manifest['provenance']['bar_spacing_s'])
@@ -596,7 +600,7 @@ class StreamState:
                 ):
         if on_mismatch not in ('error', 'warn'): raise ValueError(f"on_mismatch must be 'error' or 'warn', got {on_mismatch!r}")
         self.model, self.threshold, self.on_mismatch, self.symbol = model, threshold, on_mismatch, symbol
-        self.guard = SpikeGuard()                  # a close x3 or /3 from the last one, past 12 robust sigmas: rejected as a spike (see `data.SpikeGuard`)
+        self.guard = SpikeGuard(model.spike_threshold)   # a close x3 or /3 from the last one, past the training data's robust sigmas (12 by default): rejected as a spike (see `data.SpikeGuard`)
         self.features = IncrementalFeatures(model.indicators)
         cols = self.features.columns
         self._order = None if cols == model.feature_names else np.array([cols.index(c) for c in model.feature_names])

@@ -508,7 +508,7 @@ def train_pipeline(
     metrics.update(extra or {})
     metrics = json_safe(metrics)
     export_model(model, out / 'model.pt', train, metrics=dict(model=metrics['model'], backtest=metrics.get('backtest') or metrics['portfolio']),
-                 data=src['frame'], data_path=src['path'])
+                 data=src['frame'], data_path=src['path'], spike_threshold=d.spike_threshold)
     if imp: importance_table(metrics['importance']).to_csv(out / 'importance.csv', index=False)
     res.history.to_csv(out / 'history.csv', index=False)
     preds.to_csv(out / 'test_predictions.csv')
