@@ -111,11 +111,12 @@ FIGURES = (('ic', 'IC'), ('icir', 'ICIR'), ('rank_ic', 'rank IC'), ('rank_icir',
            ('ir', 'IR'), ('accuracy', 'accuracy'), ('auc', 'ROC AUC'), ('train_seconds', 'training s'), ('parameters', 'parameters'))
 
 def run_figures(
-    run,   # a run folder
+    run,                  # a run folder
+    m: dict | None = None,  # its metrics.json, when already read
 ) -> dict:
     "A run's benchmark figures (None where the run has none, e.g. IC for a series)"
     run = Path(run)
-    m = json.loads((run / 'metrics.json').read_text())
+    m = m or json.loads((run / 'metrics.json').read_text())
     mm, t = m['model'], m['training']
     book = (m['portfolio']['long_short'] if 'portfolio' in m else m['backtest']['strategy']) or {}
     hist = pd.read_csv(run / 'history.csv') if (run / 'history.csv').exists() else pd.DataFrame()
@@ -155,7 +156,7 @@ def summarize(
     results = {}
     for kind in models:
         mine = [(s, r, lr['metrics']) for (k, s, r), lr in zip(runs, loaded) if k == kind]
-        figs = [run_figures(r) for _, r, _ in mine]
+        figs = [run_figures(r, m) for _, r, m in mine]
         results[kind] = dict(seeds=[s for s, _, _ in mine], runs=[f"{kind}/{Path(r).name}" for _, r, _ in mine],
                              **{f: _stats([x[f] for x in figs]) for f in [*dict(FIGURES), 'run_seconds']},
                              interval=[m['model'].get(ci) for _, _, m in mine])

@@ -175,13 +175,16 @@ def gradient_checkpointing_disable(self: TradingModel):
 
 # %% ../nbs/04_model.ipynb #4e83aa62
 class ZooModel(nn.Module):
-    "What the networks of the zoo share: `config`, input checks, the technical branch and the predictor over [window, technical]"
+    "What the networks of the zoo share: `config` (checked against the class's `kinds`), input checks, the technical branch and the predictor over [window, technical]"
+    kinds: tuple = ()   # the `ModelConfig.kind`s a subclass builds
     def __init__(self,
                  config: ModelConfig,  # sizes; stored as `model.config`
                  width: int,           # width of the window's representation (`encode`'s output)
                 ):
         super().__init__()
         if not isinstance(config, ModelConfig): raise TypeError(f"expected a ModelConfig, got {type(config).__name__}")
+        if config.kind not in self.kinds:
+            raise ValueError(f"{type(self).__name__} is kind {' or '.join(map(repr, self.kinds))}, the config says {config.kind!r}")
         self.config, c = config, config
         self.technical = nn.Linear(c.n_indicators, c.indicator_hidden)
         self.predictor = nn.Sequential(nn.Linear(width + c.indicator_hidden, c.head_hidden), nn.ReLU(), nn.Dropout(c.dropout),
@@ -210,8 +213,8 @@ def _rnn(config: ModelConfig, cell: str, n_in: int) -> nn.Module:
 # %% ../nbs/04_model.ipynb #afd1035a
 class RNNModel(ZooModel):
     "A stacked LSTM or GRU over the window; the head reads its last step (kinds 'lstm' and 'gru', as qlib's LSTM and GRU)"
+    kinds = ('lstm', 'gru')
     def __init__(self, config: ModelConfig):
-        if config.kind not in ('lstm', 'gru'): raise ValueError(f"RNNModel is kind 'lstm' or 'gru', the config says {config.kind!r}")
         super().__init__(config, config.hidden_size)
         self.rnn = _rnn(config, config.kind, config.input_channels)
 
@@ -220,8 +223,8 @@ class RNNModel(ZooModel):
 # %% ../nbs/04_model.ipynb #522c2022
 class ALSTMModel(ZooModel):
     "A GRU/LSTM whose steps are pooled by temporal attention, read beside its last step (kind 'alstm', qlib's ALSTM)"
+    kinds = ('alstm',)
     def __init__(self, config: ModelConfig):
-        if config.kind != 'alstm': raise ValueError(f"ALSTMModel is kind 'alstm', the config says {config.kind!r}")
         c = config
         super().__init__(c, 2 * c.hidden_size)
         self.inp = nn.Sequential(nn.Linear(c.input_channels, c.hidden_size), nn.Tanh())
@@ -255,8 +258,8 @@ def positional_encoding(
 
 class TransformerModel(ZooModel):
     "A small transformer encoder over the window with sinusoidal positions; the head reads the last step (kind 'transformer')"
+    kinds = ('transformer',)
     def __init__(self, config: ModelConfig):
-        if config.kind != 'transformer': raise ValueError(f"TransformerModel is kind 'transformer', the config says {config.kind!r}")
         c = config
         super().__init__(c, c.hidden_size)
         self.inp = nn.Linear(c.input_channels, c.hidden_size)
@@ -291,8 +294,8 @@ def receptive_field(config: ModelConfig) -> int:
 
 class TCNModel(ZooModel):
     "Residual blocks of causal dilated convolutions over the window; the head reads the last step (kind 'tcn', qlib's TCN)"
+    kinds = ('tcn',)
     def __init__(self, config: ModelConfig):
-        if config.kind != 'tcn': raise ValueError(f"TCNModel is kind 'tcn', the config says {config.kind!r}")
         c = config
         super().__init__(c, c.conv_channels)
         self.blocks = nn.Sequential(*[_TemporalBlock(c.input_channels if i == 0 else c.conv_channels, c.conv_channels, c.kernel_size,

@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from .data import OHLCV_COLS
 from .inference import InferenceModel, StreamState, StreamStates, setup_inference
-from .inference import _answer, _digest, _fields, _file_sha256, _plain, _serve, _span, _split_bar, _step
+from .inference import _answer, _digest, _fields, _file_sha256, _plain, _serve, _span, _split_bar, _step, _write_bytes_atomic
 
 # %% auto #0
 __all__ = ['SERVE_FORMAT', 'LOOPBACK', 'model_id', 'Service', 'Limits', 'check_bind', 'make_app', 'serve']
@@ -243,11 +243,8 @@ def _log(self: Service, events: list):
 
 # %% ../nbs/07a_serve.ipynb #a4ea946c
 def _write_atomic(path: Path, text: str):
-    "Write `text` to a temporary file beside `path`, fsync it and rename it into place: `path` is the old file or the new one, never half"
-    tmp = path.with_name(f'.{path.name}.tmp')
-    with open(tmp, 'w') as f:
-        f.write(text); f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
+    "Write `text` atomically (`path` is the old file or the new one, never half), then fsync the folder so the rename survives a power cut"
+    _write_bytes_atomic(text.encode(), path)
     dfd = os.open(path.parent, os.O_RDONLY)
     try: os.fsync(dfd)
     finally: os.close(dfd)
