@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .data import DataError, SAMPLES, is_panel, load_ohlcv, load_panel, load_sample, sample_path
+from .data import DataError, SAMPLES, is_panel, load_ohlcv, load_panel, sample_path
 
 # %% auto #0
 __all__ = ['SECTIONS', 'BOOKS', 'XS_KEYS', 'DataSpec', 'FeatureSpec', 'SplitSpec', 'TargetSpec', 'ModelSpec', 'TrainingSpec',
@@ -145,9 +145,9 @@ def load_data(
     kw = dict(on_invalid=on_invalid, adjust_splits=adjust_splits, spike_threshold=spike_threshold)
     if isinstance(source, pd.DataFrame):
         return (load_panel(source, **kw) if is_panel(source) else load_ohlcv(source, **kw)), None
-    if str(source) in SAMPLES: return load_sample(str(source), on_invalid=on_invalid), sample_path(str(source))
-    if is_panel(source): return load_panel(source, **kw, sep=sep, decimal=decimal), Path(source)
-    return load_ohlcv(source, **kw, sep=sep, decimal=decimal), Path(source)
+    path = sample_path(str(source)) if str(source) in SAMPLES else Path(source)   # a bundled file is read like the user's: the same checks
+    if is_panel(path): return load_panel(path, **kw, sep=sep, decimal=decimal), path
+    return load_ohlcv(path, **kw, sep=sep, decimal=decimal), path
 
 def select_symbols(
     df: pd.DataFrame,                 # a series or a panel
@@ -353,7 +353,6 @@ def store_parts(
         raise ValueError(f"features.cross_section={f.cross_section!r} (--cross-section) is not supported with a feature store: it needs every "
                          "symbol's row of a date together, and a store holds each symbol's rows in one block; train from the panel's bars "
                          "in memory (data.source = the panel file) or use cross_section='none'")
-    if exp.target.kind == 'raw' or d.on_invalid != 'error' and False: pass
     tgt = 'excess' if exp.target.kind == 'auto' else exp.target.kind
     train, val, test = store_split(st, lookback=f.lookback, horizon=exp.target.horizon, target=tgt, val_frac=s.val_frac,
                                    test_frac=s.test_frac, gap=s.gap, min_symbols=d.min_symbols)
