@@ -176,20 +176,27 @@ def _complete(db: Path) -> int:
         with sqlite3.connect(db) as c: return c.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[0]
     except sqlite3.OperationalError: return 0   # not created yet
 
+def _ctrl_c_reaches_child():
+    "In the child before exec: SIGINT's default action restored and SIGINT unblocked, so the test's Ctrl-C arrives"
+    # A shell that started the test run in the background ignores SIGINT, and some CI runners block it (the mask survives
+    # fork and exec): a Python started either way never raises KeyboardInterrupt, and the test would see a run that was
+    # never interrupted (CI once failed so: exit 0 and nothing on stderr).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
 def test_tune_resumes_after_interruption(work):
     "Ctrl-C after the first trial: exit 130 naming tune.db; the same command runs the missing trials, keeping the first"
     d, _ = work
     (d / "resume.toml").write_text('out = "runs/r"\n\n[data]\nsource = "bars.csv"\n' + TINY + SEARCH.replace("trials = 3", "trials = 6"))
     db = d / "runs" / "r" / "tune.db"
-    # SIGINT's default action restored in the child: a shell that started the test run in the background ignores it, and a
-    # Python started with SIGINT ignored never raises KeyboardInterrupt (the test then sees a run that was never interrupted)
     p = subprocess.Popen([EXE, "tune", "--config", "resume.toml"], cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                         preexec_fn=_ctrl_c_reaches_child)
     deadline = time.monotonic() + 600   # a guard against a hang, not a timing assertion
     while _complete(db) < 1 and p.poll() is None and time.monotonic() < deadline: time.sleep(0.05)
+    seen, finished_first = _complete(db), p.poll() is not None
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=600)
-    assert p.returncode == 130, (p.returncode, err[-2000:])
+    assert p.returncode == 130, (p.returncode, f"complete trials when interrupted: {seen}; exited before the Ctrl-C: {finished_first}", err[-2000:])
     assert "interrupted; the same command resumes from" in err and "tune.db" in err
     with sqlite3.connect(db) as c: kept = c.execute("select t.number, v.value from trials t join trial_values v on v.trial_id = t.trial_id").fetchall()
     done = _complete(db)

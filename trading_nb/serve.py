@@ -704,5 +704,8 @@ def serve(model,                           # the model file (`trading-nb train` 
           f"{' (token required)' if token else ''}; state {service.dir or 'in memory only'}"
           f"{f', {len(service.series)} series restored ({r['snapshots']} snapshots, {r['replayed']} logged bars replayed)' if r else ''}",
           file=sys.stderr, flush=True)
+    # the signals this service acts on, unblocked: a parent that blocked them (some supervisors and CI runners do) would
+    # otherwise leave Ctrl-C, SIGTERM and SIGHUP pending forever, and the service would never snapshot, stop or reload
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
     uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, ws='auto',
                                   ws_max_size=4 * limits.max_bytes, lifespan='on')).run()
