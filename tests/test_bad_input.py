@@ -203,6 +203,46 @@ def test_panel_dialects(stocks, tmp_path):
     for sym, g in want.groupby(level='symbol'): g.droplevel('symbol').to_csv(folder / f'{sym}.csv', sep=';', decimal=',')
     pd.testing.assert_frame_equal(load_panel(folder), want, check_exact=False, rtol=1e-12)
 
+def test_panel_dialects_by_name(stocks, tmp_path):
+    "A `;` long file (and one with decimal commas) is a panel wherever a file is read by name: load_data and the command line"
+    from trading_nb.pipeline import load_data
+    want = stocks.loc[['AAPL', 'IBM']]
+    for name, kw in (('semi.csv', dict(sep=';')), ('euro.csv', dict(sep=';', decimal=','))):
+        two(stocks).to_csv(tmp_path / name, index=False, **kw)
+        got, _ = load_data(tmp_path / name)
+        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12)
+    rc, out, _ = run('summary', '--data', tmp_path / 'euro.csv')
+    assert rc == 0 and 'a valid panel of 2 symbols' in out, out
+
+def test_panel_file_as_series(stocks, tmp_path):
+    "A many-symbol file given to load_ohlcv: refused as a panel, naming the column and the symbols (it used to say 'duplicate timestamp')"
+    two(stocks).to_csv(tmp_path / 'long.csv', sep=';', index=False)
+    with pytest.raises(DataError) as e: load_ohlcv(tmp_path / 'long.csv')
+    for n in ("column 'symbol' names 2 symbols (AAPL, IBM)", 'this file is a panel', 'load_panel'): assert n in str(e.value), str(e.value)
+
+def test_store_dialects_and_checks(stocks, tmp_path):
+    "A feature store reads a `;`/decimal-comma long file as the `,` one (the same features) and applies the suspect-bar policy it is given"
+    from trading_nb.store import build_store
+    long = two(stocks)
+    long.to_csv(tmp_path / 'plain.csv', index=False)
+    long.to_csv(tmp_path / 'euro.csv', sep=';', decimal=',', index=False)
+    a, b = build_store(tmp_path / 'plain.csv', tmp_path / 'a'), build_store(tmp_path / 'euro.csv', tmp_path / 'b')
+    np.testing.assert_array_equal(np.asarray(a.features), np.asarray(b.features))
+    assert a.symbols == b.symbols == ['AAPL', 'IBM'] and b.meta['spike_threshold'] == 12.0 and b.meta['adjust_splits'] is False
+    m = (long.symbol == 'AAPL') & (long.date < '2005-02-28')
+    long.loc[m, ['open', 'high', 'low', 'close']] *= 2
+    long.loc[m, 'volume'] /= 2
+    long.to_csv(tmp_path / 'split.csv', sep=';', decimal=',', index=False)
+    with pytest.raises(DataError) as e: build_store(tmp_path / 'split.csv', tmp_path / 'c')
+    assert "symbol 'AAPL': a probable unadjusted 2:1 split at 2005-02-28" in str(e.value), str(e.value)
+    dropped = build_store(tmp_path / 'split.csv', tmp_path / 'd', on_invalid='drop')
+    assert dropped.symbols == ['IBM'] and 'a probable unadjusted 2:1 split' in str(dropped.dropped)
+    adj = build_store(tmp_path / 'split.csv', tmp_path / 'e', adjust_splits=True)
+    assert [(x['symbol'], x['date'], x['ratio']) for x in adj.adjusted] == [('AAPL', '2005-02-28', '2:1')] and adj.meta['adjust_splits'] is True
+    np.testing.assert_allclose(np.asarray(adj.features), np.asarray(a.features), rtol=1e-6)   # undone exactly: x2, then / 2
+    off = build_store(tmp_path / 'split.csv', tmp_path / 'f', spike_threshold=math.inf)
+    assert off.meta['spike_threshold'] is None and off.symbols == ['AAPL', 'IBM'] and off.adjusted == []
+
 def test_panel_ambiguous_dates(stocks):
     long = two(stocks).groupby('symbol').head(5)
     long['date'] = pd.to_datetime(long.date).dt.strftime('%m/%d/%Y')
@@ -256,6 +296,63 @@ def test_cli_summary(tmp_path):
     assert rc == 2 and "--sep ';'" in err
 
 
+@pytest.fixture(scope='module')
+def models(tmp_path_factory):
+    "A tiny series model exported twice: with the default suspect-bar threshold, and trained on bars read with the checks off"
+    from trading_nb.dataset import chronological_split
+    from trading_nb.inference import export_model
+    from trading_nb.model import ModelConfig, TradingModel
+    from trading_nb.train import fit
+    torch.set_num_threads(1)
+    bars = make_synthetic(500, seed=3)
+    train, val, _ = chronological_split(bars, lookback=20, horizon=1)
+    model = TradingModel(ModelConfig(input_channels=train.n_channels, n_indicators=train.n_indicators, output_dim=2, lookback=20,
+                                     conv_channels=8, hidden_size=8, indicator_hidden=8, head_hidden=8))
+    fit(model, train, val, epochs=1, device='cpu', progress=False, seed=0)
+    d = tmp_path_factory.mktemp('models')
+    return export_model(model, d / 'default.pt', train, data=bars), export_model(model, d / 'off.pt', train, data=bars, spike_threshold=math.inf), bars
+
+def test_cli_reading_flags(models, stocks, tmp_path):
+    "predict, replay and evaluate read a user's file as train does: the model's own spike threshold by default, --spike-threshold, "
+    "--on-invalid drop, --sep/--decimal; a feature store refuses them by name (its bars were read when it was built)"
+    default, off, bars = models
+    spike = bars.reset_index().copy()
+    spike.loc[400, ['open', 'high', 'low', 'close']] *= 1000
+    f = write(tmp_path, spike, 'spike.csv', sep=';', decimal=',')
+    out = tmp_path / 'p.csv'
+    rc, _, err = run('predict', '--model', default, '--data', f, '--out', out)
+    assert rc == 2 and "column 'close' has a one-bar spike" in err, err
+    rc, _, err = run('predict', '--model', off, '--data', f, '--out', out)   # trained with the checks off: the same default here
+    assert rc == 0, err
+    day = str(bars.index[400].date())
+    rc, _, err = run('predict', '--model', default, '--data', f, '--out', out, '--spike-threshold', 'inf')
+    assert rc == 0 and day in set(pd.read_csv(out)['date'].str[:10]), err     # the spike bar kept, as asked
+    rc, _, err = run('predict', '--model', default, '--data', f, '--out', out, '--on-invalid', 'drop')
+    assert rc == 0 and day not in set(pd.read_csv(out)['date'].str[:10]), err  # the spike bar dropped
+    rc, _, err = run('replay', '--model', default, '--data', f, '--out', out, '--spike-threshold', 'inf', '--sep', ';', '--decimal', ',')
+    assert rc == 0, err
+    rc, _, err = run('evaluate', '--model', default, '--data', f)
+    assert rc == 2 and "one-bar spike" in err, err
+    rc, _, err = run('evaluate', '--model', default, '--data', f, '--on-invalid', 'drop')
+    assert rc == 0, err
+    from trading_nb.store import build_store
+    two(stocks).to_csv(tmp_path / 'long.csv', index=False)
+    build_store(tmp_path / 'long.csv', tmp_path / 'store')
+    rc, _, err = run('predict', '--model', default, '--data', tmp_path / 'store', '--out', out, '--sep', ';', '--adjust-splits')
+    assert rc == 2 and 'is a feature store' in err and '--adjust-splits, --sep do not apply here' in err and 'trading-nb features' in err, err
+
+def test_cli_features_flags(stocks, tmp_path):
+    "trading-nb features takes --sep, --decimal, --adjust-splits and --spike-threshold, and lists the splits it adjusted"
+    long = two(stocks)
+    m = (long.symbol == 'AAPL') & (long.date < '2005-02-28')
+    long.loc[m, ['open', 'high', 'low', 'close']] *= 2
+    long.loc[m, 'volume'] /= 2
+    long.to_csv(tmp_path / 'split.csv', sep='|', index=False)
+    rc, _, err = run('features', '--data', tmp_path / 'split.csv', '--store', tmp_path / 's', '--quiet')
+    assert rc == 2 and 'a probable unadjusted 2:1 split' in err and '--adjust-splits' in err, err
+    rc, out, err = run('features', '--data', tmp_path / 'split.csv', '--store', tmp_path / 's', '--quiet', '--adjust-splits', '--sep', '|')
+    assert rc == 0 and 'adjusted: AAPL 2005-02-28 a probable unadjusted 2:1 split' in err, err
+
 # ---- the live stream ------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope='module')
 def im(tmp_path_factory):
@@ -302,7 +399,7 @@ def test_stream_new_level_taken(im):
 
 def test_matrix_size():
     "The matrix has at least 40 cases (the README's table lists them)"
-    n = len(LOADS) + 1 + len(REFUSED) + 2 + len(TIMEZONES) + 5 + len(EXPERIMENT) + 1 + 1 + 2
+    n = len(LOADS) + 1 + len(REFUSED) + 2 + len(TIMEZONES) + 5 + 3 + len(EXPERIMENT) + 1 + 1 + 2 + 2 + 2
     assert n >= 40, n
 
 

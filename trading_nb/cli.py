@@ -47,17 +47,30 @@ def _write(frame: pd.DataFrame, out: str):
     frame.to_csv(out, index_label=list(frame.index.names) if isinstance(frame.index, pd.MultiIndex) else 'date')
     print(f"{len(frame):,} predictions -> {out}")
 
+def _read_bars(a, im) -> pd.DataFrame:
+    "`--data` read for a model: the dialect and split flags given, suspect bars checked at the model's own threshold unless `--spike-threshold` is given"
+    a.spike_threshold = im.spike_threshold if a.spike_threshold is None else a.spike_threshold   # predict and replay check at the same one
+    df, _ = load_data(a.data, getattr(a, 'on_invalid', 'error'), bool(a.adjust_splits), a.spike_threshold, a.sep, a.decimal)
+    return df
+
+def _no_reading_flags(a):
+    "A feature store was read and checked when it was built: refuse the reading flags rather than ignore them"
+    given = [f"--{k.replace('_', '-')}" for k in ('adjust_splits', 'spike_threshold', 'sep', 'decimal') if getattr(a, k, None) not in (None, False)]
+    if given: raise DataError(f"{a.data} is a feature store: its bars were read and checked when it was built, so {', '.join(given)} "
+                              f"do{'es' * (len(given) == 1)} not apply here; pass {'them' if len(given) > 1 else 'it'} to `trading-nb features` when building the store")
+
 def cmd_predict(a) -> int:
     from trading_nb.inference import predict, setup_inference
     im = setup_inference(a.model, device=None if a.device == 'auto' else a.device)
     if is_store(a.data):   # a feature store: every window of every symbol, written chunk by chunk
+        _no_reading_flags(a)
         from trading_nb.inference import predict_store
         from trading_nb.store import open_store
         print(f"predictions -> {predict_store(im, open_store(a.data), a.out)}")
         return 0
-    df, _ = load_data(a.data, a.on_invalid)
+    df = _read_bars(a, im)
     _report_dropped(df)
-    out = predict(im, df)
+    out = predict(im, df, spike_threshold=a.spike_threshold)
     if out.attrs.get('unseen_symbols'): print(f"symbols the model was not trained on: {', '.join(out.attrs['unseen_symbols'])}", file=sys.stderr)
     _write(out, a.out)
     return 0
@@ -65,11 +78,11 @@ def cmd_predict(a) -> int:
 def cmd_replay(a) -> int:
     from trading_nb.inference import replay, setup_inference
     im = setup_inference(a.model, device=None if a.device == 'auto' else a.device)
-    df, _ = load_data(a.data)
+    df = _read_bars(a, im)
     if isinstance(df.index, pd.MultiIndex) and a.symbol:   # one symbol of a panel, streamed as a series
         if a.symbol not in df.index.unique('symbol'): raise DataError(f"symbol {a.symbol!r} is not in the data; it has {sorted(df.index.unique('symbol'))}")
         df = df.loc[a.symbol]
-    out = replay(im, df)   # a panel streams as one tick per date, every ready symbol in one forward pass
+    out = replay(im, df, spike_threshold=a.spike_threshold)   # a panel streams as one tick per date, every ready symbol in one forward pass
     for *where, reason in out.attrs.get('rejected', []): print(f"rejected bar {' '.join(map(str, where))}: {reason}", file=sys.stderr)
     _write(out, a.out)
     return 0
@@ -103,13 +116,15 @@ def cmd_evaluate(a) -> int:
     from trading_nb.evaluate import compare, summary_table
     from trading_nb.inference import check_data, predict, setup_inference
     im = setup_inference(a.model, device=None if a.device == 'auto' else a.device)
-    if is_store(a.data): df, p = _store_predictions(im, a.data, a.start)   # a panel, predicted in chunks
+    if is_store(a.data):   # a panel, predicted in chunks
+        _no_reading_flags(a)
+        df, p = _store_predictions(im, a.data, a.start)
     else:
-        df, _ = load_data(a.data, a.on_invalid)
+        df = _read_bars(a, im)
         if a.start: df = df[(df.index.get_level_values('date') if isinstance(df.index, pd.MultiIndex) else df.index) >= pd.Timestamp(a.start)]
         _report_dropped(df)
         if not isinstance(df.index, pd.MultiIndex): check_data(im, df)
-        p = predict(im, df)
+        p = predict(im, df, spike_threshold=a.spike_threshold)
     panel = isinstance(df.index, pd.MultiIndex)
     close = df['close'].reindex(p.index)
     nxt = df['close'].groupby(level='symbol').shift(-im.horizon) if panel else df['close'].shift(-im.horizon)
@@ -166,9 +181,11 @@ def cmd_features(a) -> int:
     with warnings.catch_warnings():   # what was left out is printed below, once
         warnings.simplefilter('ignore', UserWarning)
         st = build_store(source, a.store, indicators=exp.features.indicators, on_invalid=exp.data.on_invalid, dtype=a.dtype, engine=a.engine,
-                         n_jobs=exp.data.n_jobs, address=a.address, overwrite=a.overwrite, on_unit=progress)
+                         n_jobs=exp.data.n_jobs, address=a.address, overwrite=a.overwrite, on_unit=progress, adjust_splits=exp.data.adjust_splits,
+                         spike_threshold=exp.data.spike_threshold, sep=exp.data.sep, decimal=exp.data.decimal)
     for d in st.dropped: print(f"dropped: {d.get('symbol')} {d.get('date') or ''} {d.get('reason')}", file=sys.stderr)
     for k in st.skipped: print(f"left out: {k.get('symbol')} {k.get('reason')}", file=sys.stderr)
+    for s in st.adjusted: print(f"adjusted: {s['symbol']} {s['date']} {s['reason']}", file=sys.stderr)
     size = st.nbytes
     secs = getattr(st, 'build_seconds', float('nan'))
     print(f"{st}\n{size / 1e6:,.1f} MB on disk ({size / max(st.n_rows, 1):,.0f} bytes per row); {st.n_rows / secs:,.0f} rows/s ({secs:.1f} s, {a.engine})")
@@ -301,12 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "on a busy machine 1 can be much faster)")
     invalid = dict(choices=['error', 'drop'], default='error', help="stop at the first bad row or suspect bar (error, the default) or drop bad rows, "
                                                                     "spike bars and a panel's symbols with an unadjusted split, reporting each one (drop)")
-    def reading(p, default=False):
-        "The flags that say how to read a user's file: its CSV dialect and what to do with suspect bars"
+    def reading(p, default=False, model=False):
+        "The flags that say how to read a user's file: its CSV dialect and what to do with suspect bars (`model`: a model's data, its threshold the default)"
         p.add_argument('--adjust-splits', action='store_true', default=None if default is None else False,
                        help='back-adjust prices (and volume the other way) before a probable unadjusted split, reported split by split')
         p.add_argument('--spike-threshold', type=float, default=None if default is None else 12.0, metavar='SIGMAS',
-                       help='robust sigmas a one-bar spike must be from both neighbours to be refused (default: 12; inf turns the spike and split checks off)')
+                       help='robust sigmas a one-bar spike must be from both neighbours to be refused (default: ' +
+                            ("the threshold the model's training data was loaded with, 12 unless set" if model else '12') + '; inf turns the spike and split checks off)')
         p.add_argument('--sep', default=None, help="CSV delimiter, e.g. ';' (default: detected from the header)")
         p.add_argument('--decimal', default=None, choices=['.', ','], help="CSV decimal mark (default: detected: ',' where numbers are written 10,5)")
     execution = dict(choices=['next_open', 'next_close', 'close'], default='next_open',
@@ -376,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument('--threads', **threads)
         if name == 'predict': s.add_argument('--on-invalid', **invalid)
         else: s.add_argument('--symbol', default=None, help='stream only this symbol of a panel (default: every symbol, one tick per date)')
+        reading(s, None, model=True)
         s.set_defaults(func=func)
     e = sub.add_parser('evaluate', help="a model's metrics and backtest on any data", description="Metrics with block-bootstrap intervals and a backtest (a portfolio on a panel) of an exported model on the bars given.")
     e.add_argument('--model', required=True, help='a model.pt written by `trading-nb train`')
@@ -388,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--start', default=None, help='judge the windows from this date on (e.g. the test period of a feature store: a store is read in chunks, '
                                                  'and only the bars from this date on, with the history the costs look back over, are held)')
     e.add_argument('--on-invalid', **invalid)
+    reading(e, None, model=True)
     e.add_argument('--device', **dev)
     e.add_argument('--threads', **threads)
     e.set_defaults(func=cmd_evaluate)
@@ -403,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                  'one long CSV/Parquet file with a symbol column, or ' + ', '.join(PANEL_SAMPLES))
     f.add_argument('--store', required=True, help='the store folder to write')
     f.add_argument('--on-invalid', **{**invalid, 'default': None})
+    reading(f, None)   # defaults None: only the flags given override the experiment file's data keys
     f.add_argument('--jobs', type=int, default=None, help='local engine: worker processes (default: 1; -1: one per core)')
     f.add_argument('--engine', choices=['local', 'ray'], default='local', help='local processes (default) or tasks on a Ray cluster (pip install trading_nb[ray])')
     f.add_argument('--address', default=None, help="ray: the cluster's address ('auto' for the one this machine belongs to; default: start Ray here)")

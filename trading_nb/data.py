@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['PRICE_COLS', 'OHLCV_COLS', 'ON_INVALID', 'SPIKE_THRESHOLD', 'SPIKE_FLOOR', 'SPLIT_RATIOS', 'STREAM_FLOOR', 'SAMPLES',
-           'PANEL_SAMPLES', 'SYMBOL_NAMES', 'PANEL_FILES', 'DataError', 'validate_ohlcv', 'suspect_bars', 'SpikeGuard',
-           'load_ohlcv', 'sample_path', 'load_sample', 'bar_spacing', 'summarize_ohlcv', 'make_synthetic', 'is_panel',
-           'validate_panel', 'load_panel', 'summarize_panel', 'make_synthetic_panel']
+__all__ = ['PRICE_COLS', 'OHLCV_COLS', 'SYMBOL_NAMES', 'ON_INVALID', 'SPIKE_THRESHOLD', 'SPIKE_FLOOR', 'SPLIT_RATIOS',
+           'STREAM_FLOOR', 'SAMPLES', 'PANEL_SAMPLES', 'PANEL_FILES', 'DataError', 'validate_ohlcv', 'suspect_bars',
+           'SpikeGuard', 'load_ohlcv', 'sample_path', 'load_sample', 'bar_spacing', 'summarize_ohlcv', 'make_synthetic',
+           'is_panel', 'validate_panel', 'load_panel', 'summarize_panel', 'make_synthetic_panel']
 
 # %% ../nbs/00_data.ipynb #8569b8bc
 class DataError(ValueError):
@@ -30,6 +30,13 @@ def _norm(name) -> str:
     "Canonical spelling of a column name: `Adj Close` -> `adj_close`"
     s = re.sub(r'[^0-9a-z]+', '_', str(name).strip().lower()).strip('_')
     return _ALIASES.get(s, s)
+
+SYMBOL_NAMES = ('symbol', 'ticker')
+
+def _symbol_col(frame: pd.DataFrame) -> str | None:
+    "The column that names the instrument (`symbol`, `Ticker`, ...), if any"
+    found = [c for c in frame.columns if _norm(c) in SYMBOL_NAMES]
+    return found[0] if found else None
 
 def _where(mask, index) -> tuple:
     "Position, timestamp and count of the `True` entries of `mask`"
@@ -440,6 +447,11 @@ def load_ohlcv(
         if not found: raise _no_date_column(raw.columns)
         name = found[0]
         dates, raw = raw[name], raw.drop(columns=[name])
+    sym = _symbol_col(raw)
+    if sym is not None and raw[sym].nunique() > 1:   # many instruments in one file: their bars would interleave as one series
+        names = [str(s) for s in pd.unique(raw[sym])]
+        raise DataError(f"column {sym!r} names {len(names)} symbols ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''}): this file is a panel, "
+                        f"not one series; read it with load_panel (load_data and the command line do so for a file with a symbol column)")
     cols = {c: _norm(c) for c in raw.columns}
     dup = sorted({n for n in cols.values() if list(cols.values()).count(n) > 1} & set(OHLCV_COLS + ('adj_close',)))
     if dup: raise DataError(f"column {dup[0]!r} appears more than once under different spellings: {[c for c in cols if cols[c] == dup[0]]}")
@@ -532,23 +544,19 @@ def make_synthetic(
     return validate_ohlcv(df)
 
 # %% ../nbs/00_data.ipynb #5c2902e3
-SYMBOL_NAMES = ('symbol', 'ticker')
 PANEL_FILES = ('.csv', '.gz', '.parquet', '.pq', '.txt')
 
-def _symbol_col(frame: pd.DataFrame) -> str | None:
-    "The column that names the instrument (`symbol`, `Ticker`, ...), if any"
-    found = [c for c in frame.columns if _norm(c) in SYMBOL_NAMES]
-    return found[0] if found else None
-
-def _header(path: Path) -> list:
-    "Column names of a CSV or Parquet file, read without its rows"
+def _header(path: Path, sep: str | None = None) -> list:
+    "Column names of a CSV or Parquet file, read without its rows (a CSV in its own dialect: `;`, tab, a BOM, Excel's `sep=` line)"
     if path.suffix.lower() in ('.parquet', '.pq'):
         import pyarrow.parquet as pq
         return list(pq.read_schema(path).names)
-    return list(pd.read_csv(path, nrows=0).columns)
+    k = _sniff(path, sep)
+    return list(pd.read_csv(path, nrows=0, index_col=False, encoding='utf-8-sig', sep=k['sep'], skiprows=k['skiprows']).columns)
 
 def is_panel(
-    data,  # a frame, a dict of frames, a list of files, a folder, or a file
+    data,                   # a frame, a dict of frames, a list of files, a folder, or a file
+    sep: str | None = None, # a CSV's delimiter (default: detected)
 ) -> bool:
     "Whether `data` is a panel: indexed by (symbol, date), a frame/file with a symbol column, a folder, list or dict of series"
     if isinstance(data, pd.DataFrame):
@@ -559,7 +567,7 @@ def is_panel(
         path = Path(data)
         if path.is_dir(): return True
         if path.is_file() and path.stat().st_size:
-            try: return any(_norm(c) in SYMBOL_NAMES for c in _header(path))
+            try: return any(_norm(c) in SYMBOL_NAMES for c in _header(path, sep))
             except Exception: return False   # unreadable: `load_ohlcv` will say why
     return False
 

@@ -376,27 +376,32 @@ def _panel_windows(im: InferenceModel, panel: pd.DataFrame, n_jobs: int = 1) -> 
     return seq, X[torch.from_numpy(last), len(im.feature_names) - len(im.indicator_names):], feats.index[last]
 
 # %% ../nbs/07_inference.ipynb #622c9ebe
+def _screen_at(model: InferenceModel, spike_threshold: float | None = None) -> float:
+    "The suspect-bar threshold bars are read at: the one asked for, else the model's (its training data's, 12 robust sigmas unless set)"
+    return model.spike_threshold if spike_threshold is None else float(spike_threshold)
+
 def predict(
     model: InferenceModel,            # from `setup_inference`
     data,                             # OHLCV bars (frame or file `load_ohlcv` reads), or tensors `(sequence, indicators)`
     threshold: float = 0.5,           # long when `p_up` is above it
     on_mismatch: str = 'error',       # bar spacing unlike the training data's: 'error' or 'warn'
     batch_size: int = 1024,           # windows per forward pass
+    spike_threshold: float | None = None,  # one-bar spikes and splits in the bars (robust sigmas; default: the model's; `math.inf`: not checked)
 ) -> pd.DataFrame | torch.Tensor:
     "Predictions per bar (`p_<class>` and `signal`) for a frame; probabilities for a batch of tensors"
     if not isinstance(model, InferenceModel): raise TypeError(f"expected an InferenceModel (from `setup_inference`), got {type(model).__name__}")
     if isinstance(data, Mapping) and 'sequence' in data: data = (data['sequence'], data['indicators'])
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
         return _forward(model, data[0].float(), data[1].float(), batch_size)
-    if is_panel(data): return _predict_panel(model, data, threshold, on_mismatch, batch_size)
+    if is_panel(data): return _predict_panel(model, data, threshold, on_mismatch, batch_size, spike_threshold)
     if model.cross_section != 'none': raise DataError(_no_cross_section(model, 'a single series'))
-    df = check_data(model, load_ohlcv(data), on_mismatch)
+    df = check_data(model, load_ohlcv(data, spike_threshold=_screen_at(model, spike_threshold)), on_mismatch)
     seq, ind, dates = _windows(model, df)
     return _frame(model, _forward(model, seq, ind, batch_size), dates, threshold)
 
-def _predict_panel(im: InferenceModel, data, threshold: float, on_mismatch: str, batch_size: int) -> pd.DataFrame:
+def _predict_panel(im: InferenceModel, data, threshold: float, on_mismatch: str, batch_size: int, spike_threshold: float | None = None) -> pd.DataFrame:
     "One row per (symbol, date) of a panel; symbols too short for one window are left out with a warning"
-    panel = data if isinstance(data, pd.DataFrame) and isinstance(data.index, pd.MultiIndex) else load_panel(data)
+    panel = data if isinstance(data, pd.DataFrame) and isinstance(data.index, pd.MultiIndex) else load_panel(data, spike_threshold=_screen_at(im, spike_threshold))
     for sym, g in panel.groupby(level='symbol', sort=False):
         if len(g) >= im.history_bars: check_data(im, g.droplevel('symbol'), on_mismatch)
     seq, ind, keys = _panel_windows(im, panel)
@@ -695,7 +700,7 @@ def warm(self: StreamState,
         ) -> StreamState:
     "Run `history` through the state (features, window, bar-spacing check) without predicting; returns the state"
     if self.model.cross_section != 'none': raise DataError(_no_cross_section(self.model, 'a StreamState serves one series, which'))
-    df = load_ohlcv(history)
+    df = load_ohlcv(history, spike_threshold=_screen_at(self.model))
     if self.last_date is not None and len(df):
         try: _check_order(self, df.index[0])
         except ValueError as e: raise DataError(f"the history does not follow the bars already taken: {e}") from None
@@ -878,11 +883,11 @@ class StreamStates:
         self.closed = None                     # a cross-sectional model: the last date normalised across its symbols (no later tick joins it)
         if history is None: return
         if is_panel(history) and model.cross_section != 'none':   # the history's dates normalised as the stream's ticks will be
-            hist = load_panel(history)
+            hist = load_panel(history, spike_threshold=_screen_at(model))
             if self.symbols is not None: hist = hist[hist.index.get_level_values('symbol').isin(sorted(self.symbols))]
             for tick in _ticks(hist): _serve_cs(self, tick, forward=False)
         elif is_panel(history):
-            for sym, g in load_panel(history).groupby(level='symbol', sort=True):
+            for sym, g in load_panel(history, spike_threshold=_screen_at(model)).groupby(level='symbol', sort=True):
                 if self.symbols is None or str(sym) in self.symbols:
                     self.states[str(sym)] = StreamState(model, threshold, on_mismatch, history=g.droplevel('symbol'), symbol=str(sym))
         elif model.cross_section != 'none': raise DataError(_no_cross_section(model, 'a single series'))
@@ -1033,13 +1038,14 @@ async def areplay(
     data,                        # OHLCV frame or panel, a file `load_ohlcv`/`load_panel` reads, or any stream of bars or ticks
     threshold: float = 0.5,      # long when `p_up` is above it
     on_mismatch: str = 'error',  # bar spacing unlike the training data's: 'error' or 'warn'
+    spike_threshold: float | None = None,  # suspect bars in a frame or file read here (default: the model's; `math.inf`: not checked at reading; the stream's guard still answers a spike as rejected)
 ) -> pd.DataFrame:
     "Feed `data` bar by bar (a panel: tick by tick, one per date) through `process_realtime`; the predictions as `predict` frames them"
     panel = isinstance(data, (str, Path, pd.DataFrame, dict)) and is_panel(data)
-    if panel: data = _ticks(load_panel(data))
+    if panel: data = _ticks(load_panel(data, spike_threshold=_screen_at(model, spike_threshold)))
     elif isinstance(data, (str, Path, pd.DataFrame)):
         if model.cross_section != 'none': raise DataError(_no_cross_section(model, 'a single series'))
-        data = load_ohlcv(data).iterrows()
+        data = load_ohlcv(data, spike_threshold=_screen_at(model, spike_threshold)).iterrows()
     answers = [a async for a in process_realtime(model, data, threshold=threshold, on_mismatch=on_mismatch)]
     return _replay_frame(model, answers, panel or any(a['symbol'] is not None for a in answers))
 
@@ -1048,9 +1054,10 @@ def replay(
     data,                        # OHLCV frame or panel, a file `load_ohlcv`/`load_panel` reads, or any stream of bars or ticks
     threshold: float = 0.5,      # long when `p_up` is above it
     on_mismatch: str = 'error',  # bar spacing unlike the training data's: 'error' or 'warn'
+    spike_threshold: float | None = None,  # suspect bars in a frame or file read here (default: the model's; see `areplay`)
 ) -> pd.DataFrame:
     "`areplay` from synchronous code: scripts, the command line, and a notebook (whose running loop gets a worker thread)"
-    coro = areplay(model, data, threshold, on_mismatch)
+    coro = areplay(model, data, threshold, on_mismatch, spike_threshold)
     try: asyncio.get_running_loop()
     except RuntimeError: return asyncio.run(coro)
     with concurrent.futures.ThreadPoolExecutor(1) as pool: return pool.submit(asyncio.run, coro).result()

@@ -146,7 +146,7 @@ def load_data(
     if isinstance(source, pd.DataFrame):
         return (load_panel(source, **kw) if is_panel(source) else load_ohlcv(source, **kw)), None
     path = sample_path(str(source)) if str(source) in SAMPLES else Path(source)   # a bundled file is read like the user's: the same checks
-    if is_panel(path): return load_panel(path, **kw, sep=sep, decimal=decimal), path
+    if is_panel(path, sep): return load_panel(path, **kw, sep=sep, decimal=decimal), path
     return load_ohlcv(path, **kw, sep=sep, decimal=decimal), path
 
 def select_symbols(
@@ -334,6 +334,7 @@ def memory_parts(
     return train, val, test, dict(
         source=path.name if path else 'frame', sha256=_file_sha256(path) if path else None, rows=len(df), start=str(dates.min()),
         end=str(dates.max()), panel=panel, symbols=sorted(df.index.unique('symbol')) if panel else None,
+        spike_threshold=d.spike_threshold,   # the suspect-bar check the bars were read with (the manifest's, for the stream)
         dropped=df.attrs.get('dropped', []), adjusted=df.attrs.get('adjusted', []), timezone=df.attrs.get('timezone'),
         frame=df, path=path, store=None, store_obj=None)
 
@@ -360,7 +361,8 @@ def store_parts(
     dropped = [dict(symbol=x.get('symbol'), date=x.get('date'), reason=x.get('reason')) for x in st.dropped]
     return train, val, test, dict(
         source=Path(source).name, sha256=st.meta.get('input_hash'), rows=st.n_rows, start=str(cal[0]), end=str(cal[-1]),
-        panel=True, symbols=sorted(st.symbols), dropped=dropped, frame=None, path=None, store_obj=st,
+        panel=True, symbols=sorted(st.symbols), dropped=dropped, adjusted=st.adjusted, frame=None, path=None, store_obj=st,
+        spike_threshold=math.inf if st.meta.get('spike_threshold', 12.0) is None else st.meta.get('spike_threshold', 12.0),   # the store's check (older stores: the default)
         store=dict(path=Path(source).name, rows=st.n_rows, dtype=st.meta['dtype'], bytes=st.nbytes))
 
 # %% ../nbs/08_pipeline.ipynb #cdd48691
@@ -507,7 +509,7 @@ def train_pipeline(
     metrics.update(extra or {})
     metrics = json_safe(metrics)
     export_model(model, out / 'model.pt', train, metrics=dict(model=metrics['model'], backtest=metrics.get('backtest') or metrics['portfolio']),
-                 data=src['frame'], data_path=src['path'], spike_threshold=d.spike_threshold)
+                 data=src['frame'], data_path=src['path'], spike_threshold=src['spike_threshold'])
     if imp: importance_table(metrics['importance']).to_csv(out / 'importance.csv', index=False)
     res.history.to_csv(out / 'history.csv', index=False)
     preds.to_csv(out / 'test_predictions.csv')

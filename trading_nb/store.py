@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 from fastcore.basics import patch
-from .data import (DataError, OHLCV_COLS, ON_INVALID, PANEL_FILES, SYMBOL_NAMES, _long_frame, _norm, _panel_from_long,
+from .data import (DataError, OHLCV_COLS, ON_INVALID, PANEL_FILES, SPIKE_THRESHOLD, SYMBOL_NAMES, _long_frame, _norm, _panel_from_long, _sniff,
                              _symbol_col, _to_long, validate_panel)
 from .features import _specs, feature_columns, normalize_features, warmup_bars
 from .panel import _chunks, _one_symbol, _talib, _too_short, panel_features
@@ -40,12 +40,15 @@ def _key(name: str) -> str:
     "A file name for a unit of input, whatever characters its symbol or path holds"
     return hashlib.sha1(name.encode()).hexdigest()[:20]
 
-def _build_spec(indicators, min_rows: int, on_invalid: str, dtype: str) -> dict:
-    "What decides a store's bytes besides its input: the indicator set with defaults filled, the policy, the dtype, the versions"
+def _build_spec(indicators, min_rows: int, on_invalid: str, dtype: str, adjust_splits: bool = False,
+                spike_threshold: float = SPIKE_THRESHOLD, sep: str | None = None, decimal: str | None = None) -> dict:
+    "What decides a store's bytes besides its input: the indicator set with defaults filled, the policy and checks, the CSV dialect, the dtype, the versions"
     import pandas_ta, trading_nb
     cols = feature_columns(indicators)
     return dict(indicators=[dict(kind=k, **p) for k, p in _specs(indicators)], feature_names=cols['price'] + cols['technical'],
                 n_price=len(cols['price']), warmup=warmup_bars(indicators), min_rows=int(min_rows), on_invalid=on_invalid, dtype=dtype,
+                adjust_splits=bool(adjust_splits), spike_threshold=float(spike_threshold) if math.isfinite(spike_threshold) else None,   # None: checks off
+                sep=sep, decimal=decimal,
                 versions=dict(trading_nb=trading_nb.__version__, pandas_ta=pandas_ta.version, talib=_talib()))
 
 # %% ../nbs/03a_store.ipynb #af51089b
@@ -63,7 +66,7 @@ def _hive(folder: Path) -> list:
         out.append((value, d))
     return out
 
-def _units(source, stage: Path, chunk_rows: int) -> tuple[list, str, str]:
+def _units(source, stage: Path, chunk_rows: int, sep: str | None = None, decimal: str | None = None) -> tuple[list, str, str]:
     "The input as units of work (a symbol, or a file's symbols), the input's content hash, and what kind of source it was"
     path = Path(source)
     if not path.exists(): raise FileNotFoundError(f"{path}: no such file or folder")
@@ -79,15 +82,16 @@ def _units(source, stage: Path, chunk_rows: int) -> tuple[list, str, str]:
             units = [dict(key=_key(f'file:{f.name}'), name=f.name, kind='file', path=str(f), hash=_sha(f)) for f in files]
             kind = 'folder of per-symbol files'
         return units, hashlib.sha256(''.join(u['name'] + u['hash'] for u in units).encode()).hexdigest(), kind
-    return _split_long(path, stage / 'split', chunk_rows), _sha(path), 'one long file'
+    return _split_long(path, stage / 'split', chunk_rows, sep, decimal), _sha(path), 'one long file'
 
 # %% ../nbs/03a_store.ipynb #f1d3c751
-def _split_long(path: Path, out: Path, chunk_rows: int) -> list:
-    "Stream a long CSV/Parquet file once, appending each symbol's rows to its own file(s) under `out`; one unit per symbol"
+def _split_long(path: Path, out: Path, chunk_rows: int, sep: str | None = None, decimal: str | None = None) -> list:
+    "Stream a long CSV/Parquet file once, appending each symbol's rows to its own file(s) under `out`; one unit per symbol (a CSV's dialect with it)"
     done = out / _DONE
     if done.exists(): return json.loads(done.read_text())   # split by an earlier, interrupted build
     shutil.rmtree(out, ignore_errors=True); out.mkdir(parents=True)
     suffixes, seen = [s.lower() for s in path.suffixes], {}
+    dialect = {}
     if suffixes[-1:] in (['.parquet'], ['.pq']):
         import pyarrow as pa, pyarrow.compute as pc, pyarrow.parquet as pq
         pf = pq.ParquetFile(path)
@@ -99,36 +103,40 @@ def _split_long(path: Path, out: Path, chunk_rows: int) -> list:
                 seen.setdefault(s, out / _key(f'long:{s}')).mkdir(exist_ok=True)
                 pq.write_table(pa.Table.from_batches([batch.filter(pc.equal(sym, s))]), seen[s] / f'{i:08d}.parquet')
     elif '.csv' in suffixes[-2:] or suffixes[-1:] == ['.txt']:
-        col = None
-        # every value stays the text it was (dtype=str): each symbol's file then parses as the long file would
-        for chunk in pd.read_csv(path, index_col=False, keep_default_na=False, na_values=[''], dtype=str, chunksize=chunk_rows):
+        col, k = None, _sniff(path, sep, decimal)   # the long file's delimiter and decimal mark, given or detected (`;`, tab, 10,5, a BOM, Excel's sep= line)
+        dialect = dict(sep=k['sep'], decimal=k['decimal'])
+        # every value stays the text it was (dtype=str), written back with the same delimiter: each symbol's file parses as the long file would
+        for chunk in pd.read_csv(path, index_col=False, keep_default_na=False, na_values=[''], dtype=str, chunksize=chunk_rows,
+                                 encoding='utf-8-sig', sep=k['sep'], skiprows=k['skiprows']):
             col = col or _symbol_col(chunk)
             if col is None: raise DataError(f"{path}: no symbol column: expected 'symbol' or 'ticker'; found {list(chunk.columns)}")
             for s, g in chunk.groupby(col, sort=False):
                 f = seen.setdefault(str(s), out / f"{_key(f'long:{s}')}.csv")
-                g.to_csv(f, mode='a', header=not f.exists(), index=False)
+                g.to_csv(f, mode='a', header=not f.exists(), index=False, sep=k['sep'])
     else: raise DataError(f"{path}: unsupported file type {''.join(path.suffixes) or '(none)'}; use .csv, .csv.gz or .parquet")
     units = []
     for s, p in sorted(seen.items()):
         files = sorted(p.glob('*.parquet')) if p.is_dir() else [p]
         units.append(dict(key=_key(f'long:{s}'), name=s, kind='split', path=str(p),
-                          hash=hashlib.sha256(''.join(_sha(f) for f in files).encode()).hexdigest()))
+                          hash=hashlib.sha256(''.join(_sha(f) for f in files).encode()).hexdigest(), **dialect))
     done.write_text(json.dumps(units))
     return units
 
 # %% ../nbs/03a_store.ipynb #d20446bf
-def _load_unit(unit: dict, on_invalid: str) -> tuple[pd.DataFrame | None, list]:
-    "A unit's bars as a panel, validated with `load_panel`'s flawed-row policy, and the rows it dropped"
-    p = Path(unit['path'])
-    if unit['kind'] == 'file': raw = _long_frame([p])                       # the symbol is the file's stem, unless it has a column
+def _load_unit(unit: dict, spec: dict) -> tuple[pd.DataFrame | None, list, list]:
+    "A unit's bars as a panel, validated with `load_panel`'s flawed-row policy and suspect-bar checks; the rows it dropped, the splits it adjusted"
+    p, on_invalid = Path(unit['path']), spec['on_invalid']
+    sep, decimal = unit.get('sep', spec.get('sep')), unit.get('decimal', spec.get('decimal'))   # a split long file's dialect, else the one given
+    if unit['kind'] == 'file': raw = _long_frame([p], sep, decimal)         # the symbol is the file's stem, unless it has a column
     elif unit['kind'] == 'hive': raw = _long_frame({unit['name']: _read_dataset(p)})
-    else: raw = _long_frame(_read_dataset(p) if p.is_dir() else p)
-    try: panel = _panel_from_long(_to_long(raw), on_invalid, 1)
+    else: raw = _long_frame(_read_dataset(p), sep, decimal) if p.is_dir() else _long_frame(p, sep, decimal)
+    st = spec.get('spike_threshold', SPIKE_THRESHOLD)
+    try: panel = _panel_from_long(_to_long(raw), on_invalid, 1, spec.get('adjust_splits', False), math.inf if st is None else st)
     except DataError as e:
         if on_invalid == 'drop' and str(e).startswith('no valid rows left'):   # every row of this input is flawed: all of it dropped
-            return None, [dict(symbol=unit['name'], date=None, reason=f"every row dropped: {e}")]
+            return None, [dict(symbol=unit['name'], date=None, reason=f"every row dropped: {e}")], []
         raise
-    return panel, list(panel.attrs.get('dropped', []))
+    return panel, list(panel.attrs.get('dropped', [])), list(panel.attrs.get('adjusted', []))
 
 # %% ../nbs/03a_store.ipynb #efaac7f9
 def _append(folder: Path, feats: pd.DataFrame, bars: pd.DataFrame, spec: dict) -> dict:
@@ -143,7 +151,7 @@ def _append(folder: Path, feats: pd.DataFrame, bars: pd.DataFrame, spec: dict) -
         with open(folder / f'{c}.bin', 'ab') as f: f.write(b[c].to_numpy(dtype=np.float64).tobytes())
     return dict(rows=len(feats), bars=len(bars), tz=str(idx.tz) if idx.tz is not None else None, unit=idx.unit)
 
-def _write_part(out: Path, unit_hash: str, items, spec: dict, skipped: list, dropped: list) -> dict:
+def _write_part(out: Path, unit_hash: str, items, spec: dict, skipped: list, dropped: list, adjusted: list = ()) -> dict:
     "Write a part (its symbols one after the other) into a temporary folder, then rename it into place: never half a part"
     tmp = out.with_name(f'{out.name}.tmp-{uuid.uuid4().hex[:8]}')
     tmp.mkdir(parents=True)
@@ -152,7 +160,7 @@ def _write_part(out: Path, unit_hash: str, items, spec: dict, skipped: list, dro
     for symbol, feats, bars in items:
         sec = _append(tmp, feats, bars, spec)
         sections.append(dict(symbol=str(symbol), offset=offset, **sec)); offset += sec['rows']
-    summary = dict(key=out.name, hash=unit_hash, sections=sections, skipped=skipped, dropped=dropped)
+    summary = dict(key=out.name, hash=unit_hash, sections=sections, skipped=skipped, dropped=dropped, adjusted=list(adjusted))
     (tmp / 'part.json').write_text(json.dumps(summary))
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
@@ -164,7 +172,7 @@ def _build_unit(unit: dict, spec: dict, parts: str) -> dict:
     if (out / 'part.json').exists():
         summary = json.loads((out / 'part.json').read_text())
         if summary['hash'] == unit['hash']: return summary
-    panel, dropped = _load_unit(unit, spec['on_invalid'])
+    panel, dropped, adjusted = _load_unit(unit, spec)
     skipped, todo = [], []
     for s, g in (panel.groupby(level='symbol', sort=True) if panel is not None else []):
         bars = g.droplevel('symbol')
@@ -172,7 +180,7 @@ def _build_unit(unit: dict, spec: dict, parts: str) -> dict:
         if short: skipped.append(short)
         else: todo.append((str(s), bars))
     items = ((s, _one_symbol(s, bars, spec['indicators'])[1], bars) for s, bars in todo)   # `panel_features`' per-symbol step
-    return _write_part(out, unit['hash'], items, spec, skipped, dropped)
+    return _write_part(out, unit['hash'], items, spec, skipped, dropped, adjusted)
 
 def _build_units(units: list, spec: dict, parts: str) -> list:
     "A worker's (or a Ray task's) share: several units, so that a task is worth its start-up"
@@ -225,7 +233,7 @@ def _copy(src: Path, dst, offset: int, nbytes: int):
         while nbytes > 0:
             piece = f.read(min(nbytes, 1 << 26)); dst.write(piece); nbytes -= len(piece)
 
-def _assemble(summaries: list, parts: Path, spec: dict, out: Path, extra: dict, skipped: list, dropped: list):
+def _assemble(summaries: list, parts: Path, spec: dict, out: Path, extra: dict, skipped: list, dropped: list, adjusted: list = ()):
     "Concatenate the parts' symbols in symbol order into the store's files, with its calendar, index and metadata; the marker last"
     secs = sorted(((sec['symbol'], sm['key'], sec) for sm in summaries for sec in sm['sections']), key=lambda t: t[0])
     names = [t[0] for t in secs]
@@ -233,6 +241,7 @@ def _assemble(summaries: list, parts: Path, spec: dict, out: Path, extra: dict, 
     if dup: raise DataError(f"symbol {dup[0]!r} comes from two inputs; a store holds each symbol once")
     skipped = sorted(skipped + [k for sm in summaries for k in sm['skipped']], key=lambda k: k['symbol'])
     dropped = dropped + [d for sm in summaries for d in sm['dropped']]
+    adjusted = list(adjusted) + [a for sm in summaries for a in sm.get('adjusted', [])]
     for k in skipped: warnings.warn(f"symbol {k['symbol']!r} left out: {k['reason']}")
     if not secs: raise DataError(f"no symbol has enough bars: each needs at least {spec['warmup'] + spec['min_rows']} "
                                  f"({spec['warmup']} warm-up + {spec['min_rows']}); {len(skipped)} left out")
@@ -256,6 +265,7 @@ def _assemble(summaries: list, parts: Path, spec: dict, out: Path, extra: dict, 
     cal.tofile(out / 'calendar.bin')
     (out / 'index.json').write_text(json.dumps(dict(symbols=index, skipped=skipped, dropped=len(dropped))))
     (out / 'dropped.json').write_text(json.dumps(dropped))
+    (out / 'adjusted.json').write_text(json.dumps(adjusted))
     meta = dict(format=STORE_FORMAT, **spec, rows=start, symbols=len(index), dates=len(cal), tz=tzs.pop(),
                 date_unit=units.pop() if len(units) == 1 else 'ns', **extra)
     (out / 'meta.json').write_text(json.dumps(meta, indent=1))
@@ -296,6 +306,12 @@ class Store:
     def dropped(self) -> list:
         "Every flawed input row dropped under on_invalid='drop', with the reason"
         return json.loads((self.path / 'dropped.json').read_text())
+
+    @property
+    def adjusted(self) -> list:
+        "Every probable unadjusted split the build back-adjusted (`adjust_splits=True`), with the symbol, date and ratio"
+        f = self.path / 'adjusted.json'
+        return json.loads(f.read_text()) if f.exists() else []
 
     def to_dates(self, ns) -> pd.DatetimeIndex:
         "Timestamps from the store's int64 nanoseconds, in the input's zone and resolution"
@@ -343,6 +359,10 @@ def build_store(
     cache_dir=None,                   # a panel frame: `panel_features`' cache, so a cached panel compiles into a store without recomputing
     overwrite: bool = False,          # replace an existing store
     chunk_rows: int = 1_000_000,      # one long file: rows read per piece while splitting it by symbol
+    adjust_splits: bool = False,      # back-adjust a symbol's bars before a probable unadjusted split (`Store.adjusted`), as `load_panel` does
+    spike_threshold: float = SPIKE_THRESHOLD,  # robust sigmas a one-bar spike's legs must pass (`math.inf`: no suspect-bar checks)
+    sep: str | None = None,           # CSV delimiter (default: detected per file)
+    decimal: str | None = None,       # CSV decimal mark (default: detected per file)
     on_unit: Callable | None = None,  # called as `on_unit(done, total)` as units of input are built (progress)
 ) -> Store:
     "Compute the features of a panel symbol by symbol into an on-disk store (row-major, memory-mappable), resumably; the opened `Store`"
@@ -357,29 +377,29 @@ def build_store(
     if (store_dir / _DONE).exists() and not overwrite: raise FileExistsError(f"{store_dir}: a store exists already; pass overwrite=True (trading-nb features --overwrite) to replace it")
     if store_dir.exists() and not (store_dir / _DONE).exists() and any(store_dir.iterdir()):
         raise FileExistsError(f"{store_dir}: a folder that is not a store; choose another path")
-    spec = _build_spec(indicators, min_rows, on_invalid, dtype)
+    spec = _build_spec(indicators, min_rows, on_invalid, dtype, adjust_splits, spike_threshold, sep, decimal)
     stage = store_dir.parent / f'.{store_dir.name}.building'   # parts and the split input live here until the rename: a resumed build reuses them
     if (stage / 'spec.json').exists() and json.loads((stage / 'spec.json').read_text()) != spec: shutil.rmtree(stage)
     (stage / 'parts').mkdir(parents=True, exist_ok=True)
     (stage / 'spec.json').write_text(json.dumps(spec))
     t0 = time.perf_counter()
-    skipped, dropped = [], []
+    skipped, dropped, adjusted = [], [], []
     if is_frame:   # in memory already: `panel_features` (its processes and its cache), then one part per symbol
-        panel = validate_panel(source, on_invalid)
+        panel = validate_panel(source, on_invalid, adjust_splits=adjust_splits, spike_threshold=spike_threshold)
         feats, _ = panel_features(panel, spec['indicators'], min_rows, n_jobs, cache_dir)
         hash_of = lambda f: hashlib.sha256(pd.util.hash_pandas_object(f[list(OHLCV_COLS)], index=True).to_numpy().tobytes()).hexdigest()
         summaries = [_write_part(stage / 'parts' / _key(f'frame:{s}'), hash_of(panel.loc[[s]]), [(s, f.droplevel('symbol'), panel.loc[s])], spec, [], [])
                      for s, f in feats.groupby(level='symbol', sort=True)]
-        skipped, dropped = list(feats.attrs.get('skipped', [])), list(panel.attrs.get('dropped', []))
+        skipped, dropped, adjusted = list(feats.attrs.get('skipped', [])), list(panel.attrs.get('dropped', [])), list(panel.attrs.get('adjusted', []))
         extra = dict(input_hash=hash_of(panel), source='panel frame')
     else:
-        units, input_hash, kind = _units(source, stage, chunk_rows)
+        units, input_hash, kind = _units(source, stage, chunk_rows, sep, decimal)
         summaries = (_run_local(units, spec, stage / 'parts', n_jobs, on_unit) if engine == 'local'
                      else _run_ray(units, spec, stage / 'parts', address, n_tasks, on_unit))
         extra = dict(input_hash=input_hash, source=kind)
     with warnings.catch_warnings():
         if is_frame: warnings.simplefilter('ignore')   # `panel_features` has said which symbols it left out
-        _assemble(summaries, stage / 'parts', spec, stage / 'store', extra, skipped, dropped)
+        _assemble(summaries, stage / 'parts', spec, stage / 'store', extra, skipped, dropped, adjusted)
     if store_dir.exists():   # overwrite: the old store steps aside only once the new one is complete
         old = store_dir.with_name(f'.{store_dir.name}.old-{uuid.uuid4().hex[:8]}')
         os.replace(store_dir, old)
