@@ -367,9 +367,9 @@ def swap(self: Service,
         else: self.warnings.append("the new model's features differ and there is no state folder to rebuild from: every series starts again")
     else:
         self.states.model = im
-        for st in self.states.states.values(): st.model = im
+        for st in self.states.states.values(): st.model, st.guard.threshold = im, im.spike_threshold   # the new model's spike check too
         for s in self.series.values():
-            if s.before is not None: s.before.model = im
+            if s.before is not None: s.before.model, s.before.guard.threshold = im, im.spike_threshold
     self._dirty = set(self.series)
     self.snapshot()
     return dict(model=self.id, previous=old, path=str(self.path), rebuilt=rebuild, series=len(self.series), seconds=round(time.time() - t0, 3))
