@@ -215,6 +215,30 @@ def test_sigkill_at_a_random_bar(work, tmp_path):
     assert restored['snapshots'] == 1 and restored['replayed'] <= 17, restored
 
 
+def test_compact_log_at_start(work, tmp_path):
+    "Killed, then started with --compact-log: the log cut to each symbol's last bars, and the answers go on as an uninterrupted run's"
+    d, period = work['dir'], work['period']
+    bars = _bars(period.iloc[:420])
+    ref = Service(d / 'sp.pt', device='cpu')
+    want = [ref.tick([b])[0] for b in bars]
+    keep = ref.im.history_bars
+    srv = Server(d / 'sp.pt', '--state', tmp_path / 'state', '--snapshot-every', 17)
+    try:
+        with srv.ws() as ws: got = [_ask(ws, b) for b in bars[:380]]
+        srv.proc.send_signal(signal.SIGKILL); srv.proc.wait(30)
+    finally: srv.stop()
+    size = (tmp_path / 'state' / 'bars.log').stat().st_size
+    again = Server(d / 'sp.pt', '--state', tmp_path / 'state', '--compact-log', keep)
+    try:
+        with again.ws() as ws: rest = [_ask(ws, b) for b in bars[380:]]
+        out = again.output()
+    finally: again.stop(signal.SIGTERM)
+    assert got + rest == want
+    assert f"bar log compacted to each symbol's last {keep:,} bars: 380 -> {keep:,} bars of 1 symbol" in out, out
+    assert (tmp_path / 'state' / 'bars.log').stat().st_size < size
+    r = subprocess.run([EXE, 'serve', '--model', str(d / 'sp.pt'), '--compact-log', '5', '--port', '1'], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and 'there is no bar log to compact' in r.stderr, r.stderr
+
 # ---------------------------------------------------------------- a model swapped while a client streams
 def test_reload_between_ticks_while_streaming(work, tmp_path):
     d, period = work['dir'], work['period']

@@ -92,7 +92,7 @@ def cmd_serve(a) -> int:
     from trading_nb.serve import Limits, serve
     serve(a.model, host=a.host, port=a.port, state=a.state, token=a.token, limits=Limits(a.max_message, a.max_tick, a.rate),
           threshold=a.threshold, on_mismatch=a.on_mismatch, max_gap=a.max_gap, known_only=a.known_symbols, max_symbols=a.max_symbols,
-          snapshot_every=a.snapshot_every, fsync=a.fsync, device=None if a.device == 'auto' else a.device)
+          snapshot_every=a.snapshot_every, fsync=a.fsync, device=None if a.device == 'auto' else a.device, compact_log=a.compact_log)
     return 0
 
 def _store_predictions(im, store, start=None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -454,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument('--max-symbols', type=int, default=10_000, help='refuse a new symbol past this many (default: 10000)')
     v.add_argument('--on-mismatch', choices=['error', 'warn'], default='error', help='bars spaced unlike the training data: refuse them (error, the default) or warn')
     v.add_argument('--snapshot-every', type=int, default=1000, help='ticks between snapshots; the log holds the bars since (default: 1000)')
+    v.add_argument('--compact-log', type=int, default=None, metavar='BARS',
+                   help="at start-up, cut the bar log to each symbol's last BARS bars (at least the model's warm-up + lookback); "
+                        "a state rebuilt later for a model with other features starts from them (default: the log keeps every bar)")
     v.add_argument('--fsync', action='store_true', help='fsync the bar log after every tick (survives a power cut, not only a kill; slower)')
     v.add_argument('--max-message', type=int, default=1 << 20, help='bytes per message (default: 1 MiB)')
     v.add_argument('--max-tick', type=int, default=10_000, help='bars per tick (default: 10000)')

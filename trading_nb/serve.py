@@ -88,6 +88,7 @@ class Service:
         self._set_model(model if given else setup_inference(model, device), None if given else Path(model))
         self.states, self.series = self._fresh(), {}
         self.dir, self._fd, self.log_pos, self._since, self._dirty = None, None, 0, 0, set()
+        self.gen, self._at = 0, 0            # the bar log's generation (one more per `compact`) and where its kept history ends
         if state_dir is not None: self._open(Path(state_dir))
 
     def _set_model(self, im: InferenceModel, path):
@@ -259,10 +260,10 @@ def snapshot(self: Service):
     if self.dir is None: return
     for sym in self._dirty:
         st, s = self.states.states[sym], self.series[sym]
-        d = dict(format=SERVE_FORMAT, symbol=sym, offset=self.log_pos, fingerprint=self.fp, state=st.state_dict(),
+        d = dict(format=SERVE_FORMAT, symbol=sym, offset=self.log_pos, gen=self.gen, fingerprint=self.fp, state=st.state_dict(),
                  before=s.before.state_dict(), last=[_when(s.last[0]), list(s.last[1])], answer=s.answer)
         _write_atomic(self.dir / _snap_name(sym), json.dumps(d))
-    _write_atomic(self.dir / 'index.json', json.dumps(dict(format=SERVE_FORMAT, offset=self.log_pos, fingerprint=self.fp, model=self.id,
+    _write_atomic(self.dir / 'index.json', json.dumps(dict(format=SERVE_FORMAT, offset=self.log_pos, gen=self.gen, fingerprint=self.fp, model=self.id,
                                                            symbols=len(self.series), written=time.time())))
     self._dirty, self._since = set(), 0
 
@@ -289,8 +290,11 @@ def _replay(self: Service, start: int, skip: dict) -> int:
         f.seek(start)
         for line in f:
             if not line.endswith(b'\n'): break                 # the process died while writing this line: it never counted
-            try: events = json.loads(line)['e']
-            except (ValueError, KeyError, TypeError): break
+            try: d = json.loads(line)
+            except ValueError: break
+            if 'h' in d: pos += len(line); continue            # a compacted log's header: no bars
+            events = d.get('e')
+            if not isinstance(events, list): break
             for sym, t, vals, revised, answer, taken in events:
                 if pos >= skip.get(sym, 0): self._apply(sym, pd.Timestamp(t), vals, bool(revised), answer, bool(taken)); n += 1
             pos += len(line)
@@ -302,6 +306,15 @@ def _replay(self: Service, start: int, skip: dict) -> int:
     return n
 
 # %% ../nbs/07a_serve.ipynb #c7e86400
+_HEADER = 96   # bytes of a compacted log's header line, the newline included (padded with spaces, so it can be written last)
+
+def _log_header(path: Path) -> tuple[int, int]:
+    "The generation of a bar log and the byte where its compacted history ends (`(0, 0)`: a log never compacted)"
+    with open(path, 'rb') as f: first = f.readline()
+    if not (first.startswith(b'{"h":') and first.endswith(b'\n')): return 0, 0
+    h = json.loads(first)['h']
+    return int(h['gen']), int(h['at'])
+
 def _read_json(path: Path):
     try: return json.loads(path.read_text())
     except (OSError, ValueError): return None
@@ -318,9 +331,14 @@ def _open(self: Service, folder: Path):
         raise ValueError(f"{folder}: the state folder is in use by another service; give each service its own --state") from None
     self.dir = folder
     (folder / 'bars.log').touch()
+    (folder / 'bars.log.compact').unlink(missing_ok=True)   # a compaction cut off before its switch: the log as it was is whole
+    self.gen, self._at = _log_header(folder / 'bars.log')
+    # an offset of the log's generation is a byte of it; a snapshot of an earlier generation was current when the log was
+    # cut (`compact` snapshots every state first), so it stands at the end of the kept history
+    where = lambda d: int(d['offset']) if d.get('gen', 0) == self.gen else self._at
     index, skip, start, loaded = _read_json(folder / 'index.json'), {}, 0, 0
     if isinstance(index, dict) and index.get('fingerprint') == self.fp:
-        start = int(index['offset'])
+        start = where(index)
         for f in sorted(folder.glob('*.json')):
             if f.name == 'index.json': continue
             d = _read_json(f)
@@ -330,7 +348,7 @@ def _open(self: Service, folder: Path):
                 st = StreamState.from_state_dict(self.im, d['state'])
                 s = self.series.setdefault(sym, _Series())
                 s.before, s.last, s.answer = StreamState.from_state_dict(self.im, d['before']), (pd.Timestamp(d['last'][0]), tuple(d['last'][1])), d['answer']
-                self.states.states[sym], skip[sym] = st, int(d['offset'])
+                self.states.states[sym], skip[sym] = st, where(d)
                 loaded += 1
             except Exception as e:   # a damaged snapshot: this symbol is rebuilt from the whole log
                 self.warnings.append(f"{f.name}: snapshot not usable ({type(e).__name__}: {e}); rebuilt from the log")
@@ -387,6 +405,54 @@ async def reload(self: Service,
         return im
     im = await asyncio.get_running_loop().run_in_executor(None, load)
     async with self.lock: return self.swap(im, path)
+
+# %% ../nbs/07a_serve.ipynb #7a4fd7fe
+@patch
+def compact(self: Service,
+            keep: int,   # bars kept per symbol: at least the model's warm-up + lookback (`InferenceModel.history_bars`)
+           ) -> dict:
+    "Cut the bar log to each symbol's last `keep` bars: every state snapshotted, the new log written beside the old, then renamed over it"
+    if self.dir is None: raise ValueError("the service has no state folder: there is no bar log to compact")
+    need = self.im.history_bars
+    if keep < need: raise ValueError(f"keep={keep} bars per symbol is fewer than the model needs to rebuild a state: {need} (warm-up + lookback)")
+    t0, log, new = time.time(), self.dir / 'bars.log', self.dir / 'bars.log.compact'
+    self._dirty = set(self.series); self.snapshot()        # every state current at the end of the log: what goes is history only
+    flags: dict = {}                                        # per symbol, a byte per logged bar: 1 it revised the bar before, 2 it was refused
+    with open(log, 'rb') as f:
+        for line in f:
+            for e in json.loads(line).get('e', []): flags.setdefault(e[0], bytearray()).append((1 if e[3] else 0) | (0 if e[5] else 2))
+    cut = {}
+    for sym, fl in flags.items():
+        c = max(0, len(fl) - keep)
+        while c > 0 and fl[c]: c -= 1                       # a revision keeps the bar it revises; a refused bar, the bar it was judged against
+        cut[sym] = c
+    seen, kept = dict.fromkeys(flags, 0), 0
+    with open(log, 'rb') as f, open(new, 'wb') as out:
+        out.write(b' ' * (_HEADER - 1) + b'\n')             # the header's place; written last, when its numbers are known
+        for line in f:
+            events = json.loads(line).get('e', [])
+            mine = []
+            for e in events:
+                if seen[e[0]] >= cut[e[0]]: mine.append(e)
+                seen[e[0]] += 1
+            if mine:
+                out.write((json.dumps(dict(e=mine), separators=(',', ':')) + '\n').encode()); kept += len(mine)
+        at = out.tell()
+        head = json.dumps(dict(h=dict(gen=self.gen + 1, at=at, kept=keep, cut=time.time()))).encode()
+        if len(head) > _HEADER - 1: raise RuntimeError(f"a log header of {len(head)} bytes does not fit in {_HEADER - 1}")
+        out.seek(0); out.write(head + b' ' * (_HEADER - 1 - len(head)))
+        out.flush(); os.fsync(out.fileno())
+    before = os.path.getsize(log)
+    os.close(self._fd); self._fd = None
+    os.replace(new, log)                                    # the switch: the old log, or the new one, never half of either
+    dfd = os.open(self.dir, os.O_RDONLY)
+    try: os.fsync(dfd)
+    finally: os.close(dfd)
+    self.gen, self._at, self.log_pos = self.gen + 1, at, at
+    self._fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    self.snapshot()                                         # the index in the new generation (the symbols' snapshots stand at `at`)
+    return dict(bytes_before=before, bytes_after=at, bars_before=sum(map(len, flags.values())), bars_kept=kept,
+                symbols=len(flags), keep=keep, generation=self.gen, seconds=round(time.time() - t0, 3))
 
 # %% ../nbs/07a_serve.ipynb #704c507e
 @patch
@@ -691,6 +757,7 @@ def serve(model,                           # the model file (`trading-nb train` 
           token: str | None = None,        # required on every request (default: $TRADING_NB_TOKEN)
           limits: Limits | None = None,    # message size, tick length, rate per connection
           log_level: str = 'warning',      # uvicorn's
+          compact_log: int | None = None,  # at start-up, cut the bar log to each symbol's last this many bars (`Service.compact`)
           **kwargs,                        # `Service`'s options: threshold, on_mismatch, max_gap, known_only, snapshot_every, fsync, device
          ):
     "Run the service until stopped (Ctrl-C or SIGTERM snapshot the states; SIGHUP reloads the model)"
@@ -704,6 +771,11 @@ def serve(model,                           # the model file (`trading-nb train` 
           f"{' (token required)' if token else ''}; state {service.dir or 'in memory only'}"
           f"{f', {len(service.series)} series restored ({r['snapshots']} snapshots, {r['replayed']} logged bars replayed)' if r else ''}",
           file=sys.stderr, flush=True)
+    if compact_log:
+        c = service.compact(compact_log)
+        print(f"trading-nb serve: bar log compacted to each symbol's last {c['keep']:,} bars: {c['bars_before']:,} -> {c['bars_kept']:,} bars "
+              f"of {c['symbols']:,} symbol{'s' * (c['symbols'] != 1)}, {c['bytes_before'] / 1e6:,.2f} -> {c['bytes_after'] / 1e6:,.2f} MB ({c['seconds']:.1f} s)",
+              file=sys.stderr, flush=True)
     # the signals this service acts on, unblocked: a parent that blocked them (some supervisors and CI runners do) would
     # otherwise leave Ctrl-C, SIGTERM and SIGHUP pending forever, and the service would never snapshot, stop or reload
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
