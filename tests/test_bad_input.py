@@ -298,7 +298,7 @@ def test_cli_summary(tmp_path):
 
 @pytest.fixture(scope='module')
 def models(tmp_path_factory):
-    "A tiny series model exported twice: with the default suspect-bar threshold, and trained on bars read with the checks off"
+    "A tiny series model on synthetic bars, exported twice: with the default suspect-bar threshold, and as if trained on bars read with the checks off"
     from trading_nb.dataset import chronological_split
     from trading_nb.inference import export_model
     from trading_nb.model import ModelConfig, TradingModel
@@ -355,19 +355,11 @@ def test_cli_features_flags(stocks, tmp_path):
 
 # ---- the live stream ------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope='module')
-def im(tmp_path_factory):
-    "A tiny model on synthetic bars, exported and loaded (its indicators warm up over 265 bars; the window is full from bar 285)"
-    from trading_nb.dataset import chronological_split
-    from trading_nb.inference import export_model, setup_inference
-    from trading_nb.model import ModelConfig, TradingModel
-    from trading_nb.train import fit
-    torch.set_num_threads(1)
-    bars = make_synthetic(500, seed=3)
-    train, val, _ = chronological_split(bars, lookback=20, horizon=1)
-    model = TradingModel(ModelConfig(input_channels=train.n_channels, n_indicators=train.n_indicators, output_dim=2, lookback=20,
-                                     conv_channels=8, hidden_size=8, indicator_hidden=8, head_hidden=8))
-    fit(model, train, val, epochs=1, device='cpu', progress=False, seed=0)
-    return setup_inference(export_model(model, tmp_path_factory.mktemp('m') / 'model.pt', train, data=bars), device='cpu'), bars
+def im(models):
+    "The tiny model (default threshold), loaded (its indicators warm up over 265 bars; the window is full from bar 285), and its bars"
+    from trading_nb.inference import setup_inference
+    default, _, bars = models
+    return setup_inference(default, device='cpu'), bars
 
 def feed(im, bars):
     from trading_nb.inference import StreamState

@@ -47,11 +47,11 @@ def _write(frame: pd.DataFrame, out: str):
     frame.to_csv(out, index_label=list(frame.index.names) if isinstance(frame.index, pd.MultiIndex) else 'date')
     print(f"{len(frame):,} predictions -> {out}")
 
-def _read_bars(a, im) -> pd.DataFrame:
-    "`--data` read for a model: the dialect and split flags given, suspect bars checked at the model's own threshold unless `--spike-threshold` is given"
-    a.spike_threshold = im.spike_threshold if a.spike_threshold is None else a.spike_threshold   # predict and replay check at the same one
-    df, _ = load_data(a.data, getattr(a, 'on_invalid', 'error'), bool(a.adjust_splits), a.spike_threshold, a.sep, a.decimal)
-    return df
+def _read_bars(a, im) -> tuple[pd.DataFrame, float]:
+    "`--data` read for a model, and the spike threshold it was read at: the model's own unless `--spike-threshold` is given (predict and replay check at the same)"
+    threshold = im.spike_threshold if a.spike_threshold is None else a.spike_threshold
+    df, _ = load_data(a.data, getattr(a, 'on_invalid', 'error'), bool(a.adjust_splits), threshold, a.sep, a.decimal)
+    return df, threshold
 
 def _no_reading_flags(a):
     "A feature store was read and checked when it was built: refuse the reading flags rather than ignore them"
@@ -68,9 +68,9 @@ def cmd_predict(a) -> int:
         from trading_nb.store import open_store
         print(f"predictions -> {predict_store(im, open_store(a.data), a.out)}")
         return 0
-    df = _read_bars(a, im)
+    df, threshold = _read_bars(a, im)
     _report_dropped(df)
-    out = predict(im, df, spike_threshold=a.spike_threshold)
+    out = predict(im, df, spike_threshold=threshold)
     if out.attrs.get('unseen_symbols'): print(f"symbols the model was not trained on: {', '.join(out.attrs['unseen_symbols'])}", file=sys.stderr)
     _write(out, a.out)
     return 0
@@ -78,11 +78,11 @@ def cmd_predict(a) -> int:
 def cmd_replay(a) -> int:
     from trading_nb.inference import replay, setup_inference
     im = setup_inference(a.model, device=None if a.device == 'auto' else a.device)
-    df = _read_bars(a, im)
+    df, threshold = _read_bars(a, im)
     if isinstance(df.index, pd.MultiIndex) and a.symbol:   # one symbol of a panel, streamed as a series
         if a.symbol not in df.index.unique('symbol'): raise DataError(f"symbol {a.symbol!r} is not in the data; it has {sorted(df.index.unique('symbol'))}")
         df = df.loc[a.symbol]
-    out = replay(im, df, spike_threshold=a.spike_threshold)   # a panel streams as one tick per date, every ready symbol in one forward pass
+    out = replay(im, df, spike_threshold=threshold)   # a panel streams as one tick per date, every ready symbol in one forward pass
     for *where, reason in out.attrs.get('rejected', []): print(f"rejected bar {' '.join(map(str, where))}: {reason}", file=sys.stderr)
     _write(out, a.out)
     return 0
@@ -120,11 +120,11 @@ def cmd_evaluate(a) -> int:
         _no_reading_flags(a)
         df, p = _store_predictions(im, a.data, a.start)
     else:
-        df = _read_bars(a, im)
+        df, threshold = _read_bars(a, im)
         if a.start: df = df[(df.index.get_level_values('date') if isinstance(df.index, pd.MultiIndex) else df.index) >= pd.Timestamp(a.start)]
         _report_dropped(df)
         if not isinstance(df.index, pd.MultiIndex): check_data(im, df)
-        p = predict(im, df, spike_threshold=a.spike_threshold)
+        p = predict(im, df, spike_threshold=threshold)
     panel = isinstance(df.index, pd.MultiIndex)
     close = df['close'].reindex(p.index)
     nxt = df['close'].groupby(level='symbol').shift(-im.horizon) if panel else df['close'].shift(-im.horizon)

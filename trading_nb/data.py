@@ -91,6 +91,14 @@ SPIKE_FLOOR = 0.10         # ... and both legs move at least 10% (a log move of 
 SPLIT_RATIOS = (2, 3, 1.5, 4, 5, 7, 8, 10, 15, 20, 25, 50)   # splits (the price falls R times) and, inverted, reverse splits
 _WINDOW = 63               # past returns in the robust scale (a quarter of daily bars)
 
+def _record_threshold(t: float) -> float | None:
+    "A spike threshold as a model's manifest or a store's metadata records it: `None` for `math.inf` (checks off; JSON has no infinity)"
+    return float(t) if math.isfinite(t) else None
+
+def _read_threshold(v) -> float:
+    "A recorded spike threshold back as a number: `None` is `math.inf` (checks off)"
+    return math.inf if v is None else float(v)
+
 def _median_before(v: np.ndarray, t: int, window: int, least: int) -> float:
     "Median of the finite values among the `window` before position `t`; before `least` of them exist, the first median there is (NaN: none)"
     past = v[max(0, t - window):t]

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 from fastcore.basics import patch
-from .data import DataError, OHLCV_COLS, SYMBOL_NAMES, SPIKE_THRESHOLD, SpikeGuard, bar_spacing, is_panel, load_ohlcv, load_panel
+from .data import DataError, OHLCV_COLS, SYMBOL_NAMES, SPIKE_THRESHOLD, SpikeGuard, _read_threshold, _record_threshold, bar_spacing, is_panel, load_ohlcv, load_panel
 from .dataset import _Windows, _segments, _window_ends
 from .panel import CROSS_SECTIONS, cross_section_normalize, cross_section_rows, panel_features
 from .features import feature_columns, make_features, normalize_features, warmup_bars
@@ -114,7 +114,7 @@ def _manifest(model: nn.Module, dataset, provenance: dict, spike_threshold: floa
                        target=getattr(dataset, 'target_kind', 'raw'),
                        cross_section=getattr(dataset, 'cross_section', 'none'),   # panels: each date normalised across its symbols
                        symbols=dataset.window_symbols,
-                       spike_threshold=spike_threshold if math.isfinite(spike_threshold) else None,   # the data's suspect-bar check (None: off); the stream applies the same
+                       spike_threshold=_record_threshold(spike_threshold),   # the data's suspect-bar check (None: off); the stream applies the same
                        warmup=warmup_bars(dataset.indicators), provenance=provenance,
                        model=dict(kind=c.kind, parameters=model.num_parameters() if hasattr(model, 'num_parameters') else None)), 'manifest')
 
@@ -184,8 +184,7 @@ class InferenceModel:
         self.feature_names, self.indicator_names = list(manifest['feature_names']), list(manifest['indicator_names'])
         self.warmup = warmup_bars(self.indicators)
         self.cross_section = manifest.get('cross_section', 'none')   # files from before the setting: none
-        st = manifest.get('spike_threshold', SPIKE_THRESHOLD)      # files from before the setting: the default
-        self.spike_threshold = math.inf if st is None else float(st)
+        self.spike_threshold = _read_threshold(manifest.get('spike_threshold', SPIKE_THRESHOLD))   # files from before the setting: the default
         self.history_bars = self.warmup + self.lookback   # bars before the first prediction (and all that one depends on)
         self.columns = [f'p_{c}' for c in self.class_names] if self.task == 'classification' else ['pred_return']
         self.bar_spacing = pd.Timedelta(seconds=manifest['provenance']['bar_spacing_s'])

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .data import DataError, SAMPLES, is_panel, load_ohlcv, load_panel, sample_path
+from .data import DataError, SAMPLES, SPIKE_THRESHOLD, _read_threshold, is_panel, load_ohlcv, load_panel, sample_path
 
 # %% auto #0
 __all__ = ['SECTIONS', 'BOOKS', 'XS_KEYS', 'DataSpec', 'FeatureSpec', 'SplitSpec', 'TargetSpec', 'ModelSpec', 'TrainingSpec',
@@ -362,7 +362,7 @@ def store_parts(
     return train, val, test, dict(
         source=Path(source).name, sha256=st.meta.get('input_hash'), rows=st.n_rows, start=str(cal[0]), end=str(cal[-1]),
         panel=True, symbols=sorted(st.symbols), dropped=dropped, adjusted=st.adjusted, frame=None, path=None, store_obj=st,
-        spike_threshold=math.inf if st.meta.get('spike_threshold', 12.0) is None else st.meta.get('spike_threshold', 12.0),   # the store's check (older stores: the default)
+        spike_threshold=_read_threshold(st.meta.get('spike_threshold', SPIKE_THRESHOLD)),   # the store's check (older stores: the default)
         store=dict(path=Path(source).name, rows=st.n_rows, dtype=st.meta['dtype'], bytes=st.nbytes))
 
 # %% ../nbs/08_pipeline.ipynb #cdd48691

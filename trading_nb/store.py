@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 from fastcore.basics import patch
-from .data import (DataError, OHLCV_COLS, ON_INVALID, PANEL_FILES, SPIKE_THRESHOLD, SYMBOL_NAMES, _long_frame, _norm, _panel_from_long, _sniff,
+from .data import (DataError, OHLCV_COLS, ON_INVALID, PANEL_FILES, SPIKE_THRESHOLD, SYMBOL_NAMES, _long_frame, _norm, _panel_from_long, _read_threshold, _record_threshold, _sniff,
                              _symbol_col, _to_long, validate_panel)
 from .features import _specs, feature_columns, normalize_features, warmup_bars
 from .panel import _chunks, _one_symbol, _talib, _too_short, panel_features
@@ -47,7 +47,7 @@ def _build_spec(indicators, min_rows: int, on_invalid: str, dtype: str, adjust_s
     cols = feature_columns(indicators)
     return dict(indicators=[dict(kind=k, **p) for k, p in _specs(indicators)], feature_names=cols['price'] + cols['technical'],
                 n_price=len(cols['price']), warmup=warmup_bars(indicators), min_rows=int(min_rows), on_invalid=on_invalid, dtype=dtype,
-                adjust_splits=bool(adjust_splits), spike_threshold=float(spike_threshold) if math.isfinite(spike_threshold) else None,   # None: checks off
+                adjust_splits=bool(adjust_splits), spike_threshold=_record_threshold(spike_threshold),   # None: checks off
                 sep=sep, decimal=decimal,
                 versions=dict(trading_nb=trading_nb.__version__, pandas_ta=pandas_ta.version, talib=_talib()))
 
@@ -126,12 +126,11 @@ def _split_long(path: Path, out: Path, chunk_rows: int, sep: str | None = None, 
 def _load_unit(unit: dict, spec: dict) -> tuple[pd.DataFrame | None, list, list]:
     "A unit's bars as a panel, validated with `load_panel`'s flawed-row policy and suspect-bar checks; the rows it dropped, the splits it adjusted"
     p, on_invalid = Path(unit['path']), spec['on_invalid']
-    sep, decimal = unit.get('sep', spec.get('sep')), unit.get('decimal', spec.get('decimal'))   # a split long file's dialect, else the one given
+    sep, decimal = unit.get('sep', spec['sep']), unit.get('decimal', spec['decimal'])   # a split long file's dialect, else the one given
     if unit['kind'] == 'file': raw = _long_frame([p], sep, decimal)         # the symbol is the file's stem, unless it has a column
     elif unit['kind'] == 'hive': raw = _long_frame({unit['name']: _read_dataset(p)})
     else: raw = _long_frame(_read_dataset(p), sep, decimal) if p.is_dir() else _long_frame(p, sep, decimal)
-    st = spec.get('spike_threshold', SPIKE_THRESHOLD)
-    try: panel = _panel_from_long(_to_long(raw), on_invalid, 1, spec.get('adjust_splits', False), math.inf if st is None else st)
+    try: panel = _panel_from_long(_to_long(raw), on_invalid, 1, spec['adjust_splits'], _read_threshold(spec['spike_threshold']))
     except DataError as e:
         if on_invalid == 'drop' and str(e).startswith('no valid rows left'):   # every row of this input is flawed: all of it dropped
             return None, [dict(symbol=unit['name'], date=None, reason=f"every row dropped: {e}")], []
